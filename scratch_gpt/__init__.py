@@ -1,0 +1,62 @@
+"""scratch_gpt: a GPT built from scratch, book style, as a first-class Hugging Face model.
+
+The from-scratch core (tokenizer, attention, GPT model, training loop) reads like *Build a Large Language
+Model (From Scratch)*; the Hugging Face layer (``ScratchGPTConfig``, ``ScratchGPTForCausalLM``, the tokenizer
+classes) is a thin wrapper on top of it.
+
+Importing the package registers ``model_type="scratch_gpt"`` with the ``transformers`` Auto classes, so
+``AutoModelForCausalLM.from_pretrained(dir)`` works after ``import scratch_gpt``. Public names are loaded
+lazily on first use, so ``import scratch_gpt`` itself stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> submodule that defines it (loaded on first attribute access, PEP 562)
+_LAZY_ATTRS: dict[str, str] = {
+    # chapter 2: tokenization
+    "BPETokenizer": "bpe",
+    "ScratchGPTTokenizer": "tokenization_scratch_gpt",
+    "ScratchGPTTokenizerFast": "tokenization_scratch_gpt",
+    # chapters 3-4: the model
+    "ScratchGPTConfig": "configuration_scratch_gpt",
+    "PRESETS": "configuration_scratch_gpt",
+    "MultiHeadAttention": "attention",
+    "LayerNorm": "layers",
+    "GELU": "layers",
+    "FeedForward": "layers",
+    "TransformerBlock": "model",
+    "GPTModel": "model",
+    "ScratchGPTPreTrainedModel": "modeling_scratch_gpt",
+    "ScratchGPTModel": "modeling_scratch_gpt",
+    "ScratchGPTForCausalLM": "modeling_scratch_gpt",
+    "ScratchGPTForSequenceClassification": "modeling_scratch_gpt",
+    # chapter 5: generation
+    "generate": "generation",
+    "generate_text_simple": "generation",
+    "sample_next_token": "generation",
+}
+
+__all__ = sorted(_LAZY_ATTRS) + ["__version__", "register_auto_classes"]
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY_ATTRS.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'scratch_gpt' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module_name}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+from ._registration import register_auto_classes  # noqa: E402
+
+register_auto_classes()

@@ -1,0 +1,63 @@
+"""The ``scratch-gpt`` command line.
+
+Each command group lives in its own module here and exposes ``register(subparsers)``, which adds its
+sub-commands and sets ``func`` on each: a small function that turns parsed arguments into one library call
+and prints the result. No logic lives in the CLI; everything it does is a library function you can call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# Command-group modules, in the order they appear in ``scratch-gpt --help``.
+COMMAND_MODULES: tuple[str, ...] = (
+    "tokenizer",  # train-tokenizer, encode
+    "model",  # generate, convert
+    "train",  # pretrain, demo
+    "finetune",  # finetune-classifier, finetune-instruct, chat
+    "hub",  # push
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the full argument parser (used by ``main`` and by the generated CLI reference)."""
+    from scratch_gpt import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="scratch-gpt",
+        description="Build, train, convert and ship a GPT written from scratch, as a Hugging Face model.",
+    )
+    parser.add_argument("--version", action="version", version=f"scratch_gpt {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f".{name}", __name__)
+        except ModuleNotFoundError as err:
+            if err.name == f"{__name__}.{name}":  # that command group is not written yet
+                continue
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``scratch-gpt`` console script. Returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 2
+    try:
+        result = args.func(args)
+    except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError) as err:
+        # Library errors are written to name the problem and the fix; show them without a traceback.
+        print(f"scratch-gpt {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    return int(result or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,32 @@
+"""Shared test fixtures.
+
+Reference data (OpenAI's GPT-2 BPE files, the-verdict.txt, ...) is never copied into the project: it is found
+through ``SCRATCH_GPT_DATA`` (default: ``../shared/data`` next to the repository), and tests that need it skip
+with a clear reason when it is absent.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DATA_DIR = Path(os.environ.get("SCRATCH_GPT_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+def data_file(name: str) -> Path:
+    """Path of a reference data file, or ``pytest.skip`` naming the file and how to provide it."""
+    path = DATA_DIR / name
+    if not path.is_file():
+        pytest.skip(f"reference data {name} not found in {DATA_DIR} (set SCRATCH_GPT_DATA to its folder)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The reference data folder (skips the test if it is missing)."""
+    if not DATA_DIR.is_dir():
+        pytest.skip(f"reference data folder {DATA_DIR} not found (set SCRATCH_GPT_DATA to its folder)")
+    return DATA_DIR
