@@ -81,6 +81,8 @@ class ScratchGPTConfig(PretrainedConfig):
         """Reject sizes that cannot build a model, naming the field and the fix."""
         for name in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head"):
             value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
             if value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {value}")
         if self.n_inner is not None and self.n_inner <= 0:
@@ -90,7 +92,7 @@ class ScratchGPTConfig(PretrainedConfig):
                 f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}): each head gets "
                 f"n_embd / n_head dimensions; choose e.g. n_head={_nearest_divisor(self.n_embd, self.n_head)}"
             )
-        if not 0.0 <= self.dropout < 1.0:
+        if not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.layer_norm_epsilon <= 0:
             raise ValueError(f"layer_norm_epsilon must be positive, got {self.layer_norm_epsilon}")

@@ -1,0 +1,254 @@
+"""The Hugging Face classes: save/load, Auto classes, tying, dtypes, resizing, checkpointing, generate()."""
+
+import json
+
+import pytest
+import torch
+from model_helpers import random_ids, tiny_config
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    DynamicCache,
+    GPT2Config,
+    GPT2LMHeadModel,
+)
+
+from scratch_gpt import (
+    ScratchGPTConfig,
+    ScratchGPTForCausalLM,
+    ScratchGPTForSequenceClassification,
+    ScratchGPTModel,
+)
+
+
+@pytest.fixture
+def lm():
+    torch.manual_seed(0)
+    return ScratchGPTForCausalLM(tiny_config()).eval()
+
+
+@pytest.fixture
+def saved_lm(lm, tmp_path):
+    lm.save_pretrained(tmp_path)
+    return tmp_path
+
+
+def test_auto_classes_resolve_our_model_type():
+    config = AutoConfig.for_model("scratch_gpt", n_embd=32, n_head=2, n_layer=1, vocab_size=50)
+    assert isinstance(config, ScratchGPTConfig)
+    assert isinstance(AutoModelForCausalLM.from_config(config), ScratchGPTForCausalLM)
+    assert isinstance(AutoModel.from_config(config), ScratchGPTModel)
+    assert isinstance(AutoModelForSequenceClassification.from_config(config), ScratchGPTForSequenceClassification)
+
+
+def test_save_and_load_round_trip_exact(lm, saved_lm):
+    loaded, info = AutoModelForCausalLM.from_pretrained(saved_lm, output_loading_info=True)
+    assert isinstance(loaded, ScratchGPTForCausalLM)
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
+    assert loaded.lm_head.weight is loaded.transformer.gpt.tok_emb.weight  # still tied
+    ids = random_ids(2, 9)
+    torch.testing.assert_close(loaded.eval()(ids).logits, lm(ids).logits, atol=0, rtol=0)
+    assert (saved_lm / "model.safetensors").is_file()
+    auto_map = json.loads((saved_lm / "config.json").read_text())["auto_map"]
+    assert set(auto_map) >= {"AutoConfig", "AutoModel", "AutoModelForCausalLM", "AutoModelForSequenceClassification"}
+
+
+def test_untied_model_keeps_separate_head(tmp_path):
+    model = ScratchGPTForCausalLM(tiny_config(tie_word_embeddings=False))
+    assert model.lm_head.weight is not model.transformer.gpt.tok_emb.weight
+    model.save_pretrained(tmp_path)
+    loaded = ScratchGPTForCausalLM.from_pretrained(tmp_path)
+    assert loaded.lm_head.weight is not loaded.transformer.gpt.tok_emb.weight
+    torch.testing.assert_close(loaded.lm_head.weight, model.lm_head.weight)
+
+
+def test_base_and_classifier_load_from_lm_checkpoint(lm, saved_lm):
+    base, info = AutoModel.from_pretrained(saved_lm, output_loading_info=True)
+    assert not info["missing_keys"]
+    ids = random_ids(1, 5)
+    torch.testing.assert_close(base.eval()(ids).last_hidden_state, lm.transformer(ids).last_hidden_state)
+    clf, info = AutoModelForSequenceClassification.from_pretrained(saved_lm, num_labels=3, output_loading_info=True)
+    assert info["missing_keys"] == {"score.weight"}
+    assert clf(ids).logits.shape == (1, 3)
+
+
+def test_bf16_and_device_map_loading(saved_lm):
+    model = AutoModelForCausalLM.from_pretrained(saved_lm, dtype=torch.bfloat16)
+    assert model.transformer.gpt.tok_emb.weight.dtype == torch.bfloat16
+    out = model.generate(random_ids(1, 4), max_new_tokens=3, do_sample=False)
+    assert out.shape == (1, 7)
+    mapped = AutoModelForCausalLM.from_pretrained(saved_lm, device_map="auto")
+    assert mapped.device.type == "cpu"
+
+
+def test_resize_token_embeddings_keeps_tie(lm):
+    lm.resize_token_embeddings(107, pad_to_multiple_of=8)
+    assert lm.config.vocab_size == 112
+    assert lm.lm_head.weight.shape[0] == 112
+    assert lm.lm_head.weight is lm.transformer.gpt.tok_emb.weight
+    assert lm(torch.tensor([[111, 3]])).logits.shape == (1, 2, 112)
+
+
+def test_gradient_checkpointing_gives_same_gradients():
+    torch.manual_seed(0)
+    model = ScratchGPTForCausalLM(tiny_config()).train()
+    ids = random_ids(2, 12)
+    model(ids, labels=ids).loss.backward()
+    plain = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    model.activation_checkpointing_enable()
+    assert model.transformer.gpt.gradient_checkpointing
+    model(ids, labels=ids).loss.backward()
+    for a, p in zip(plain, model.parameters()):
+        torch.testing.assert_close(p.grad, a, atol=1e-6, rtol=1e-5)
+
+
+def test_attn_implementation_eager_and_sdpa(saved_lm):
+    eager = AutoModelForCausalLM.from_pretrained(saved_lm, attn_implementation="eager").eval()
+    sdpa = AutoModelForCausalLM.from_pretrained(saved_lm, attn_implementation="sdpa").eval()
+    assert eager.config._attn_implementation == "eager"
+    ids = random_ids(2, 16)
+    torch.testing.assert_close(eager(ids).logits, sdpa(ids).logits, atol=1e-5, rtol=1e-5)
+
+
+def test_labels_give_the_shifted_cross_entropy(lm):
+    ids = random_ids(2, 10)
+    out = lm(ids, labels=ids)
+    expected = torch.nn.functional.cross_entropy(out.logits[:, :-1].reshape(-1, 100), ids[:, 1:].reshape(-1))
+    torch.testing.assert_close(out.loss, expected)
+
+
+def test_same_logits_as_gpt2_architecture_with_copied_weights():
+    """Our block structure is GPT-2's: copy weights by hand into a GPT2LMHeadModel and compare (conversion oracle)."""
+    torch.manual_seed(0)
+    ours = ScratchGPTForCausalLM(tiny_config(qkv_bias=True)).eval()
+    ref = GPT2LMHeadModel(
+        GPT2Config(vocab_size=100, n_positions=32, n_embd=64, n_layer=2, n_head=4, resid_pdrop=0, embd_pdrop=0, attn_pdrop=0)
+    ).eval()
+    g = ours.transformer.gpt
+    with torch.no_grad():
+        ref.transformer.wte.weight.copy_(g.tok_emb.weight)
+        ref.transformer.wpe.weight.copy_(g.pos_emb.weight)
+        for blk, hb in zip(g.trf_blocks, ref.transformer.h):
+            att = blk.att
+            hb.attn.c_attn.weight.copy_(torch.cat([att.W_query.weight, att.W_key.weight, att.W_value.weight]).T)
+            hb.attn.c_attn.bias.copy_(torch.cat([att.W_query.bias, att.W_key.bias, att.W_value.bias]))
+            hb.attn.c_proj.weight.copy_(att.out_proj.weight.T)
+            hb.attn.c_proj.bias.copy_(att.out_proj.bias)
+            hb.mlp.c_fc.weight.copy_(blk.ff.fc_in.weight.T)
+            hb.mlp.c_fc.bias.copy_(blk.ff.fc_in.bias)
+            hb.mlp.c_proj.weight.copy_(blk.ff.fc_out.weight.T)
+            hb.mlp.c_proj.bias.copy_(blk.ff.fc_out.bias)
+            for ours_norm, ref_norm in ((blk.norm1, hb.ln_1), (blk.norm2, hb.ln_2)):
+                ref_norm.weight.copy_(ours_norm.scale)
+                ref_norm.bias.copy_(ours_norm.shift)
+        ref.transformer.ln_f.weight.copy_(g.final_norm.scale)
+        ref.transformer.ln_f.bias.copy_(g.final_norm.shift)
+    ids = random_ids(3, 20)
+    torch.testing.assert_close(ours(ids).logits, ref(ids).logits, atol=1e-5, rtol=1e-5)
+
+
+# --- generate() and the KV cache ------------------------------------------------------------------------------------
+
+
+def test_generate_with_cache_equals_without_at_logits_level(lm):
+    prompt = random_ids(1, 5)
+    kwargs = dict(max_new_tokens=20, do_sample=False, return_dict_in_generate=True, output_logits=True)
+    cached = lm.generate(prompt, use_cache=True, **kwargs)
+    uncached = lm.generate(prompt, use_cache=False, **kwargs)
+    new_tokens = cached.sequences[0, 5:]
+    assert len(set(new_tokens.tolist())) > 3, "degenerate model: the test would pass vacuously"
+    assert torch.equal(cached.sequences, uncached.sequences)
+    for a, b in zip(cached.logits, uncached.logits):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_prefill_then_decode_with_dynamic_cache_equals_full_forward(lm):
+    ids = random_ids(2, 12)
+    full = lm(ids, use_cache=False).logits
+    cache = DynamicCache(config=lm.config)
+    first = lm(ids[:, :8], cache=cache, use_cache=True)
+    assert first.cache is cache and cache.get_seq_length() == 8
+    rest = [lm(ids[:, t : t + 1], cache=cache, use_cache=True).logits for t in range(8, 12)]
+    torch.testing.assert_close(torch.cat([first.logits, *rest], dim=1), full, atol=1e-5, rtol=1e-5)
+
+
+def test_past_key_values_alias_is_honoured(lm):
+    ids = random_ids(1, 6)
+    cache = DynamicCache(config=lm.config)
+    lm(ids[:, :5], past_key_values=cache, use_cache=True)
+    step = lm(ids[:, 5:], past_key_values=cache, use_cache=True).logits
+    torch.testing.assert_close(step[:, -1], lm(ids).logits[:, -1], atol=1e-5, rtol=1e-5)
+
+
+def test_left_padded_batch_gives_each_prompt_its_own_result(lm):
+    short, long = random_ids(1, 3, seed=1), random_ids(1, 7, seed=2)
+    pad = lm.config.pad_token_id
+    batch = torch.cat([torch.cat([torch.full((1, 4), pad), short], dim=1), long])
+    mask = torch.cat([torch.cat([torch.zeros(1, 4), torch.ones(1, 3)], dim=1), torch.ones(1, 7)]).long()
+    kwargs = dict(max_new_tokens=8, do_sample=False, return_dict_in_generate=True, output_logits=True, pad_token_id=pad)
+    together = lm.generate(batch, attention_mask=mask, **kwargs)
+    for row, prompt in enumerate((short, long)):
+        alone = lm.generate(prompt, **kwargs)
+        assert torch.equal(together.sequences[row, 7:], alone.sequences[0, prompt.shape[1] :])
+        for step_batch, step_alone in zip(together.logits, alone.logits):
+            torch.testing.assert_close(step_batch[row], step_alone[0], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(do_sample=True, temperature=0.7),
+        dict(do_sample=True, top_k=5),
+        dict(do_sample=True, top_p=0.9),
+        dict(num_beams=3, do_sample=False),
+    ],
+)
+def test_sampling_modes_and_beam_search_run_and_respect_seed(lm, kwargs):
+    prompt = random_ids(2, 4)
+    torch.manual_seed(123)
+    a = lm.generate(prompt, max_new_tokens=6, **kwargs)
+    torch.manual_seed(123)
+    b = lm.generate(prompt, max_new_tokens=6, **kwargs)
+    assert a.shape == (2, 10) and torch.equal(a, b)
+    assert int(a.max()) < 100
+
+
+def test_per_row_eos_stops_rows_independently(lm):
+    prompt = random_ids(2, 4)
+    free = lm.generate(prompt, max_new_tokens=10, do_sample=False)
+    new0 = free[0, 4:].tolist()
+    step = next(k for k in range(1, 10) if new0[k] not in new0[:k])  # a token row 0 first makes at step k
+    eos = new0[step]
+    stopped = lm.generate(prompt, max_new_tokens=10, do_sample=False, eos_token_id=eos, pad_token_id=0)
+    assert torch.equal(stopped[0, 4 : 5 + step], free[0, 4 : 5 + step])
+    assert (stopped[0, 5 + step :] == 0).all()  # row 0 stopped at eos and was padded
+    first_eos_row1 = (free[1, 4:] == eos).nonzero()
+    end = 4 + (int(first_eos_row1[0]) + 1 if len(first_eos_row1) else 10)
+    assert torch.equal(stopped[1, 4:end], free[1, 4:end])  # row 1 went on as before
+
+
+# --- loading bad checkpoints ----------------------------------------------------------------------------------------
+
+
+def test_missing_weights_file_raises_clearly(saved_lm):
+    (saved_lm / "model.safetensors").unlink()
+    with pytest.raises(OSError, match="model.safetensors|pytorch_model.bin|no file named"):
+        AutoModelForCausalLM.from_pretrained(saved_lm)
+
+
+def test_corrupt_weights_file_raises_clearly(saved_lm):
+    (saved_lm / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(Exception, match="(?i)safetensors|header|deserializ"):
+        AutoModelForCausalLM.from_pretrained(saved_lm)
+
+
+def test_checkpoint_of_different_architecture_raises(saved_lm, tmp_path):
+    other = ScratchGPTForCausalLM(tiny_config(n_embd=32, n_head=2))
+    other.save_pretrained(tmp_path / "other")
+    config = json.loads((saved_lm / "config.json").read_text())
+    (tmp_path / "other" / "config.json").write_text(json.dumps(config))  # config says 64 wide, weights are 32
+    with pytest.raises(Exception, match="(?i)size mismatch|mismatched|shape"):
+        AutoModelForCausalLM.from_pretrained(tmp_path / "other")
