@@ -39,6 +39,17 @@ _LAZY_ATTRS: dict[str, str] = {
     "generate": "generation",
     "generate_text_simple": "generation",
     "sample_next_token": "generation",
+    "KVCache": "kv_cache",
+    # chapter 6: classification fine-tuning
+    "SpamDataset": "classification",
+    # chapter 7: instruction fine-tuning
+    "InstructionDataset": "instruction",
+    "format_input": "instruction",
+    "custom_collate_fn": "instruction",
+    # appendix E: LoRA
+    "LoRALayer": "lora",
+    "LinearWithLoRA": "lora",
+    "replace_linear_with_lora": "lora",
 }
 
 __all__ = sorted(_LAZY_ATTRS) + ["__version__", "register_auto_classes"]

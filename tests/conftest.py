@@ -30,3 +30,20 @@ def data_dir() -> Path:
     if not DATA_DIR.is_dir():
         pytest.skip(f"reference data folder {DATA_DIR} not found (set SCRATCH_GPT_DATA to its folder)")
     return DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def gpt2_tiktoken():
+    """tiktoken's GPT-2 encoding built from the local OpenAI files (never downloaded), as a reference oracle."""
+    tiktoken_load = pytest.importorskip("tiktoken.load")
+    import tiktoken
+
+    ranks = tiktoken_load.data_gym_to_mergeable_bpe_ranks(
+        vocab_bpe_file=str(data_file("vocab.bpe")), encoder_json_file=str(data_file("encoder.json"))
+    )
+    return tiktoken.Encoding(
+        name="gpt2-local",
+        pat_str=r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""",
+        mergeable_ranks=ranks,
+        special_tokens={"<|endoftext|>": 50256},
+    )
