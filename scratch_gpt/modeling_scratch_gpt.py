@@ -118,6 +118,12 @@ class ScratchGPTModel(ScratchGPTPreTrainedModel):
             cache = DynamicCache(config=self.config)
         if not use_cache:
             cache = None
+        if getattr(cache, "is_compileable", False):
+            raise ValueError(
+                f"{type(cache).__name__} (a pre-allocated, static-shape cache) is not supported: scratch_gpt's "
+                "attention masks follow the dynamic cache's length. Use the default DynamicCache (drop "
+                "cache_implementation='static' from generate())"
+            )
         if output_hidden_states is None:
             output_hidden_states = self.config.output_hidden_states
         all_hidden_states: list[torch.Tensor] | None = [] if output_hidden_states else None

@@ -230,6 +230,11 @@ def test_per_row_eos_stops_rows_independently(lm):
     assert torch.equal(stopped[1, 4:end], free[1, 4:end])  # row 1 went on as before
 
 
+def test_static_cache_is_rejected_clearly(lm):
+    with pytest.raises(ValueError, match="static-shape cache.*not supported"):
+        lm.generate(random_ids(1, 4), max_new_tokens=3, cache_implementation="static")
+
+
 # --- loading bad checkpoints ----------------------------------------------------------------------------------------
 
 
