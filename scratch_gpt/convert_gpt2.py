@@ -429,7 +429,7 @@ def convert_to_gpt2(source: str | os.PathLike[str], output: str | os.PathLike[st
         )
     model = ScratchGPTForCausalLM.from_pretrained(source)
     gpt2 = to_gpt2(model)
-    return _save_atomically(Path(output), gpt2.save_pretrained, tokenizer_from=source)
+    return _save_atomically(Path(output), gpt2.save_pretrained, tokenizer_from=source, stock_tokenizer=True)
 
 
 def _gpt2_model_parts(model: nn.Module) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -506,7 +506,9 @@ def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
     return load_file(path)
 
 
-def _save_atomically(output: Path, save: Any, tokenizer_from: Path | None = None) -> Path:
+def _save_atomically(
+    output: Path, save: Any, tokenizer_from: Path | None = None, stock_tokenizer: bool = False
+) -> Path:
     """Run ``save(tmp_dir)`` (and copy tokenizer files), then move the files into ``output``."""
     if output.exists() and not output.is_dir():
         raise NotADirectoryError(f"output {output} exists and is not a directory; choose another --output")
@@ -515,12 +517,30 @@ def _save_atomically(output: Path, save: Any, tokenizer_from: Path | None = None
     try:
         save(tmp)
         if tokenizer_from is not None:
-            for name in _TOKENIZER_FILES:
-                if (tokenizer_from / name).is_file():
-                    shutil.copyfile(tokenizer_from / name, tmp / name)
+            _copy_tokenizer_files(tokenizer_from, tmp, stock=stock_tokenizer)
         output.mkdir(exist_ok=True)
         for item in tmp.iterdir():
             os.replace(item, output / item.name)  # each file appears whole or not at all
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return output
+
+
+def _copy_tokenizer_files(source: Path, target: Path, stock: bool) -> None:
+    """Copy the tokenizer files of ``source`` into ``target``.
+
+    With ``stock=True`` (writing a GPT-2 checkpoint for users without scratch_gpt), a scratch_gpt tokenizer's
+    ``tokenizer_config.json`` is pointed at the stock ``PreTrainedTokenizerFast`` (which reads the whole
+    ``tokenizer.json``) and loses its ``auto_map``, since the remote-code files are not copied.
+    """
+    for name in _TOKENIZER_FILES:
+        if (source / name).is_file():
+            shutil.copyfile(source / name, target / name)
+    config_file = target / "tokenizer_config.json"
+    if not (stock and config_file.is_file() and (target / "tokenizer.json").is_file()):
+        return
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    config.pop("auto_map", None)
+    if str(config.get("tokenizer_class", "")).startswith("ScratchGPT"):
+        config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    config_file.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

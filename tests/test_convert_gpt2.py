@@ -436,3 +436,19 @@ def test_error_output_is_a_file(tmp_path):
     (tmp_path / "out").write_text("x")
     with pytest.raises(NotADirectoryError, match="not a directory"):
         save_as_gpt2(random_scratch(), tmp_path / "out")
+
+
+def test_convert_to_gpt2_points_our_tokenizer_at_the_stock_class(tmp_path):
+    # the remote-code tokenizer files are not copied into a stock GPT-2 folder, so its config must not need them
+    random_scratch().save_pretrained(tmp_path / "ours")
+    (tmp_path / "ours" / "tokenizer.json").write_text("{}")
+    tokenizer_config = {
+        "tokenizer_class": "ScratchGPTTokenizerFast",
+        "auto_map": {"AutoTokenizer": ["tokenization_scratch_gpt.ScratchGPTTokenizer", None]},
+        "eos_token": "<|endoftext|>",
+    }
+    (tmp_path / "ours" / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
+    convert_to_gpt2(tmp_path / "ours", tmp_path / "gpt2")
+    written = json.loads((tmp_path / "gpt2" / "tokenizer_config.json").read_text())
+    assert written == {"tokenizer_class": "PreTrainedTokenizerFast", "eos_token": "<|endoftext|>"}
+    assert (tmp_path / "gpt2" / "tokenizer.json").read_text() == "{}"
