@@ -1,0 +1,289 @@
+"""Training a byte-level BPE vocabulary: learn merges from a corpus (book chapter 2, bonus BPE notebook).
+
+BPE starts from the 256 byte values and repeatedly merges the most frequent adjacent pair of tokens into a new
+token, until the vocabulary has the requested size. The textbook loop recounts every pair in the whole corpus
+for every merge; that is quadratic and hopeless beyond toy corpora. Here:
+
+1. The corpus is cut into chunks by the split pattern, and each *distinct* chunk is counted once
+   (``Counter``): a 1 MB text has only ~25k distinct chunks, so every later step works on those.
+2. Pair counts are computed once, then updated *incrementally*: a merge only touches the chunks that contain
+   the merged pair, found through an index ``pair -> chunks containing it``.
+3. The next merge comes from a max-heap of pair counts with *lazy deletion*: when a pair's count drops, its
+   heap entry is left in place and corrected when it surfaces; when a count grows (only pairs containing the
+   new token can), a fresh entry is pushed.
+
+Tie-breaking (deterministic): the pair with the highest count wins; among equal counts, the pair whose
+``(left bytes, right bytes)`` is smallest, compared as a tuple of byte strings (so ``(b"a", b"b")`` comes
+before ``(b"a", b"c")`` and before ``(b"b", b"a")``).
+
+Special tokens are cut out of the training text before chunking (they never take part in merges) and get
+ids after all merges. This module only learns the tables; ``BPETokenizer.train`` wraps them in a tokenizer.
+It deliberately has no minimum-frequency or maximum-token-length options, and no multiprocessing.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import sys
+import time
+import warnings
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .byte_level import (
+    GPT2_PATTERN,
+    compile_pattern,
+    fix_lone_surrogates,
+    pattern_covers_all_text,
+    resolve_pattern,
+    special_tokens_regex,
+    split_text,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .bpe import BPETokenizer
+
+# Corpora larger than this (in characters) show a progress bar when ``show_progress`` is None.
+PROGRESS_MIN_CHARS = 5_000_000
+
+
+def check_special_tokens(special_tokens: Sequence[str]) -> list[str]:
+    """Validate a list of special-token texts: strings, non-empty, no duplicates. Returns them as a list."""
+    if isinstance(special_tokens, (str, bytes)):
+        raise TypeError(
+            f"special_tokens must be a sequence of strings, got the single {type(special_tokens).__name__} "
+            f"{special_tokens!r}; wrap it in a list: special_tokens=[{special_tokens!r}]"
+        )
+    tokens = list(special_tokens)
+    for token in tokens:
+        if not isinstance(token, str):
+            raise TypeError(f"special tokens must be strings, got {token!r} ({type(token).__name__})")
+        if not token:
+            raise ValueError("a special token cannot be the empty string")
+    duplicates = sorted({token for token in tokens if tokens.count(token) > 1})
+    if duplicates:
+        raise ValueError(f"duplicate special tokens {duplicates}: list each special token once")
+    return tokens
+
+
+def count_chunks(
+    texts: str | Iterable[str], pattern: str = GPT2_PATTERN, special_tokens: Sequence[str] = ()
+) -> tuple[Counter[str], int]:
+    """Split every text into chunks with ``pattern`` and count each distinct chunk.
+
+    Special-token texts are cut out first, so no chunk spans or contains one. Returns the counter and the
+    number of characters read. Raises TypeError if ``texts`` is not a string or an iterable of strings.
+    """
+    if isinstance(texts, str):
+        texts = [texts]
+    elif isinstance(texts, (bytes, bytearray)) or not isinstance(texts, Iterable):
+        raise TypeError(
+            f"texts must be a string or an iterable of strings, got {type(texts).__name__}"
+            + (" (decode bytes to str first)" if isinstance(texts, (bytes, bytearray)) else "")
+        )
+    compiled = compile_pattern(pattern)
+    special_re = special_tokens_regex(special_tokens) if special_tokens else None
+    check_coverage = not pattern_covers_all_text(pattern)
+    counts: Counter[str] = Counter()
+    n_chars = 0
+    for index, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"texts[{index}] is {type(text).__name__}, not str: every text must be a string")
+        n_chars += len(text)
+        text = fix_lone_surrogates(text)
+        for piece in special_re.split(text) if special_re is not None else (text,):
+            counts.update(split_text(compiled, piece, check_coverage))
+    return counts, n_chars
+
+
+def read_training_files(
+    paths: str | os.PathLike | Iterable[str | os.PathLike], encoding: str = "utf-8"
+) -> list[str]:
+    """The contents of text files, one string per file; errors name the missing or undecodable file."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    texts = []
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise FileNotFoundError(f"training file {str(path)!r} not found")
+        try:
+            texts.append(path.read_text(encoding=encoding))
+        except UnicodeDecodeError as err:
+            raise ValueError(
+                f"training file {str(path)!r} is not valid {encoding} ({err.reason} at byte {err.start}); "
+                "pass the file's encoding"
+            ) from None
+    if not texts:
+        raise ValueError("no training files given: pass at least one text file")
+    return texts
+
+
+def _merge_word(word: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
+    """Replace every occurrence of ``pair`` in ``word`` by ``new_id``, scanning left to right."""
+    left, right = pair
+    merged: list[int] = []
+    i, n = 0, len(word)
+    while i < n:
+        if i < n - 1 and word[i] == left and word[i + 1] == right:
+            merged.append(new_id)
+            i += 2
+        else:
+            merged.append(word[i])
+            i += 1
+    return merged
+
+
+def train_bpe(
+    texts: str | Iterable[str],
+    vocab_size: int,
+    special_tokens: Sequence[str] = ("<|endoftext|>",),
+    pattern: str = GPT2_PATTERN,
+    show_progress: bool | None = None,
+) -> tuple[dict[int, bytes], dict[tuple[int, int], int], dict[str, int]]:
+    """Learn byte-level BPE merges from ``texts``; see the module docstring for the algorithm.
+
+    Returns ``(vocab, merges, special_tokens)``: ids 0-255 are the raw bytes, then one id per merge in the
+    order learned, then the special tokens. Warns (and returns a smaller vocabulary) if the corpus runs out of
+    pairs before reaching ``vocab_size``.
+    """
+    specials = check_special_tokens(special_tokens)
+    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int):
+        raise TypeError(f"vocab_size must be an int, got {vocab_size!r}")
+    if vocab_size < 256 + len(specials):
+        raise ValueError(
+            f"vocab_size={vocab_size} is too small: a byte-level vocabulary needs the 256 byte tokens plus "
+            f"{len(specials)} special token(s), so use vocab_size >= {256 + len(specials)}"
+        )
+    chunk_counts, n_chars = count_chunks(texts, pattern, specials)
+    if not chunk_counts:
+        raise ValueError(
+            "empty corpus: the training texts contain no characters"
+            + (" besides special tokens" if n_chars else "")
+            + "; pass at least some text to learn merges from"
+        )
+
+    # Each distinct chunk becomes a "word": its list of token ids (initially its UTF-8 bytes) and its count.
+    # Chunks of one byte can never be merged, so they are left out.
+    words: list[list[int]] = []
+    word_counts: list[int] = []
+    for chunk, count in chunk_counts.items():
+        word = list(chunk.encode("utf-8"))
+        if len(word) > 1:
+            words.append(word)
+            word_counts.append(count)
+
+    pair_counts: dict[tuple[int, int], int] = {}
+    # pair -> indices of words that contain it. May list words that no longer do (cheaper than exact upkeep);
+    # those are skipped when merging.
+    words_with_pair: dict[tuple[int, int], set[int]] = {}
+    for index, (word, count) in enumerate(zip(words, word_counts)):
+        for pair in zip(word, word[1:]):
+            pair_counts[pair] = pair_counts.get(pair, 0) + count
+            words_with_pair.setdefault(pair, set()).add(index)
+
+    vocab: dict[int, bytes] = {byte: bytes([byte]) for byte in range(256)}
+    # Max-heap via negated counts; ties go to the smallest (left bytes, right bytes).
+    heap = [(-count, vocab[a], vocab[b], a, b) for (a, b), count in pair_counts.items()]
+    heapq.heapify(heap)
+
+    num_merges = vocab_size - 256 - len(specials)
+    if show_progress is None:
+        show_progress = n_chars >= PROGRESS_MIN_CHARS and num_merges > 0
+    progress = None
+    if show_progress:
+        from tqdm.auto import tqdm
+
+        progress = tqdm(total=num_merges, desc="BPE merges", unit="merge", file=sys.stderr)
+
+    merges: dict[tuple[int, int], int] = {}
+    while len(merges) < num_merges and heap:
+        neg_count, left_bytes, right_bytes, a, b = heapq.heappop(heap)
+        pair = (a, b)
+        count = pair_counts.get(pair, 0)
+        if count != -neg_count:  # stale entry: the count dropped since it was pushed
+            if count > 0:
+                heapq.heappush(heap, (-count, left_bytes, right_bytes, a, b))
+            continue
+
+        new_id = 256 + len(merges)
+        merges[pair] = new_id
+        vocab[new_id] = left_bytes + right_bytes
+        grown: set[tuple[int, int]] = set()  # pairs containing new_id: the only counts that can grow
+        for index in words_with_pair.pop(pair):
+            word = words[index]
+            merged = _merge_word(word, pair, new_id)
+            if len(merged) == len(word):  # stale index entry: the pair left this word earlier
+                continue
+            count = word_counts[index]
+            for old_pair in zip(word, word[1:]):
+                pair_counts[old_pair] -= count
+            for new_pair in zip(merged, merged[1:]):
+                pair_counts[new_pair] = pair_counts.get(new_pair, 0) + count
+                if new_id in new_pair:
+                    grown.add(new_pair)
+                    words_with_pair.setdefault(new_pair, set()).add(index)
+            words[index] = merged
+        del pair_counts[pair]
+        for new_pair in grown:
+            left, right = new_pair
+            heapq.heappush(heap, (-pair_counts[new_pair], vocab[left], vocab[right], left, right))
+        if progress is not None:
+            progress.update(1)
+    if progress is not None:
+        progress.close()
+
+    if len(merges) < num_merges:
+        warnings.warn(
+            f"the corpus ran out of pairs to merge after {len(merges)} merges: the vocabulary has "
+            f"{256 + len(merges) + len(specials)} tokens, not the {vocab_size} requested (train on more text "
+            "for a larger vocabulary)",
+            stacklevel=3,  # point at the caller of BPETokenizer.train
+        )
+    first_special = 256 + len(merges)
+    special_ids = {token: first_special + offset for offset, token in enumerate(specials)}
+    return vocab, merges, special_ids
+
+
+@dataclass
+class TrainingSummary:
+    """What ``train_tokenizer`` did: the tokenizer, where it went, and how well it compresses its training text."""
+
+    tokenizer: BPETokenizer
+    output_dir: Path
+    n_bytes: int  # UTF-8 bytes of the training text
+    n_tokens: int  # tokens of the training text under the new tokenizer
+    train_seconds: float  # time spent learning merges (reading, measuring and saving not included)
+
+    @property
+    def bytes_per_token(self) -> float:
+        """Compression on the training text: UTF-8 bytes per token (higher is better)."""
+        return self.n_bytes / max(self.n_tokens, 1)
+
+
+def train_tokenizer(
+    paths: str | os.PathLike | Iterable[str | os.PathLike],
+    vocab_size: int,
+    output_dir: str | os.PathLike,
+    special_tokens: Sequence[str] = ("<|endoftext|>",),
+    pattern: str = "gpt2",
+    show_progress: bool | None = True,
+    encoding: str = "utf-8",
+) -> TrainingSummary:
+    """Train a tokenizer on text files, save it to ``output_dir`` and measure it (``scratch-gpt train-tokenizer``).
+
+    ``pattern`` is ``"gpt2"``, ``"gpt4"`` or a regular expression.
+    """
+    from .bpe import BPETokenizer  # bpe imports this module, so import it here
+
+    texts = read_training_files(paths, encoding)
+    start = time.perf_counter()
+    tokenizer = BPETokenizer.train(texts, vocab_size, special_tokens, resolve_pattern(pattern), show_progress)
+    train_seconds = time.perf_counter() - start
+    n_tokens = sum(len(tokenizer.encode(text, allowed_special="all")) for text in texts)
+    n_bytes = sum(len(fix_lone_surrogates(text).encode("utf-8")) for text in texts)
+    tokenizer.save(output_dir)
+    return TrainingSummary(tokenizer, Path(output_dir), n_bytes, n_tokens, train_seconds)
