@@ -1,0 +1,103 @@
+"""``scratch-gpt train-tokenizer`` / ``encode``: train a byte-level BPE tokenizer and look at its tokens.
+
+Each command parses its arguments, calls one function (``bpe_train.train_tokenizer``, ``bpe.encode_pieces``)
+and prints the result.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+DEFAULT_SPECIAL_TOKENS = ["<|endoftext|>"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the tokenizer commands to the ``scratch-gpt`` parser."""
+    train = subparsers.add_parser(
+        "train-tokenizer",
+        help="train a byte-level BPE tokenizer on text files and save it to a folder",
+        description="Learn BPE merges from the text files (GPT-2's split pattern by default) and save "
+        "vocab.json, merges.txt, tokenizer.json and bpe_config.json to --output.",
+    )
+    train.add_argument("files", nargs="+", metavar="FILE", help="UTF-8 text files to train on")
+    train.add_argument(
+        "--vocab-size", type=int, required=True, help="tokens in all: 256 bytes + merges + specials"
+    )
+    train.add_argument("--output", required=True, metavar="DIR", help="folder to save the tokenizer in")
+    train.add_argument(
+        "--special-token",
+        action="append",
+        dest="special_tokens",
+        metavar="TEXT",
+        help="a special token (repeat for several; default: <|endoftext|>)",
+    )
+    train.add_argument("--no-special-tokens", action="store_true", help="train without any special token")
+    train.add_argument(
+        "--pattern",
+        default="gpt2",
+        metavar="gpt2|gpt4|REGEX",
+        help="split pattern: GPT-2's (default), GPT-4's (cl100k), or your own regular expression",
+    )
+    train.add_argument("--encoding", default="utf-8", help="text encoding of the files (default: utf-8)")
+    train.set_defaults(func=_train_tokenizer)
+
+    encode = subparsers.add_parser(
+        "encode",
+        help="show the tokens and ids of a text",
+        description="Encode TEXT with a saved tokenizer and print one line per token: id and its piece "
+        "(the token's text, or its bytes when they are not valid UTF-8 on their own).",
+    )
+    encode.add_argument("text", metavar="TEXT", help="the text to encode")
+    encode.add_argument(
+        "--tokenizer",
+        required=True,
+        metavar="DIR",
+        help="a folder written by train-tokenizer (or holding GPT-2's encoder.json + vocab.bpe)",
+    )
+    encode.add_argument(
+        "--specials-as-text", action="store_true", help="encode special-token text as ordinary text"
+    )
+    encode.set_defaults(func=_encode)
+
+
+def _train_tokenizer(args: argparse.Namespace) -> int:
+    from ..bpe_train import train_tokenizer
+
+    specials = [] if args.no_special_tokens else (args.special_tokens or DEFAULT_SPECIAL_TOKENS)
+    summary = train_tokenizer(
+        args.files,
+        args.vocab_size,
+        args.output,
+        special_tokens=specials,
+        pattern=args.pattern,
+        show_progress=True,
+        encoding=args.encoding,
+    )
+    tokenizer = summary.tokenizer
+    print(
+        f"vocab size: {tokenizer.vocab_size:,} (256 bytes + {len(tokenizer.merges):,} merges + "
+        f"{len(tokenizer.special_tokens)} special)"
+    )
+    print(
+        f"training text: {summary.n_bytes:,} bytes -> {summary.n_tokens:,} tokens "
+        f"= {summary.bytes_per_token:.3f} bytes per token"
+    )
+    print(f"time: {summary.train_seconds:.2f} s")
+    print(f"saved to {summary.output_dir}")
+    return 0
+
+
+def _encode(args: argparse.Namespace) -> int:
+    from ..bpe import encode_pieces
+
+    pieces = encode_pieces(args.tokenizer, args.text, specials_as_text=args.specials_as_text)
+    width = max([len(str(token_id)) for token_id, _ in pieces] + [2])
+    print(f"{'id':>{width}}  piece")
+    for token_id, data in pieces:
+        try:
+            piece = repr(data.decode("utf-8"))
+        except UnicodeDecodeError:  # part of a multi-byte character
+            piece = repr(data)
+        print(f"{token_id:>{width}}  {piece}")
+    print(f"{len(pieces)} tokens, {sum(len(data) for _, data in pieces)} bytes")
+    return 0
