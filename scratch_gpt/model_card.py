@@ -19,7 +19,8 @@ one entry per evaluation, like the book's ``train_losses, val_losses, track_toke
       "hyperparameters": {"learning_rate": 0.0004, "batch_size": 8}   # optional: shown as a table
     }
 
-Other keys are ignored. Not here: evaluation results in the Hub's ``model-index`` format, licence advice (the
+Other keys (``scratch_gpt.loss_history`` also writes ``epochs``, perplexities, samples and a per-step log) are
+ignored; empty lists mean "no evaluation yet", and a NaN loss is shown as ``nan``. Not here: evaluation results in the Hub's ``model-index`` format, licence advice (the
 licence is whatever the caller says; the default is the project's Apache-2.0), or uploading (``hub.py``).
 """
 
@@ -74,8 +75,8 @@ def read_training_history(directory: str | os.PathLike) -> dict[str, Any] | None
     keys = ["steps", "tokens_seen", "train_losses"] + (["val_losses"] if "val_losses" in history else [])
     for key in keys:
         values = history.get(key)
-        if not isinstance(values, list) or not values:
-            raise ValueError(f"{path}: {key!r} must be a non-empty list (one entry per evaluation); {fix}")
+        if not isinstance(values, list):
+            raise ValueError(f"{path}: {key!r} must be a list (one entry per evaluation); {fix}")
         wanted = int if key in ("steps", "tokens_seen") else (int, float)
         if not all(isinstance(v, wanted) and not isinstance(v, bool) for v in values):
             kind = "integers" if wanted is int else "numbers"
@@ -293,6 +294,8 @@ def _training(history: Mapping[str, Any] | None) -> str:
             "is not recorded here."
         )
     steps, tokens, train = history["steps"], history["tokens_seen"], history["train_losses"]
+    if not steps:
+        return f"The training history (`{HISTORY_FILE}`) saved with this checkpoint has no evaluations yet."
     val = history.get("val_losses")
     rows = [
         ("Optimizer steps", f"{steps[-1]:,}"),

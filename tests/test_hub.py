@@ -18,8 +18,10 @@ the pinned client versions; after upgrading either client, a failure here may be
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -102,8 +104,9 @@ def hub(fake_hub, tmp_path, monkeypatch):
 
 @pytest.fixture
 def repo_id(request) -> str:
-    """A repo id unique to this test: ``testuser/<test name>``."""
-    return f"{USER}/" + re.sub(r"[^A-Za-z0-9]+", "-", request.node.name).strip("-")[:80]
+    """A repo id unique to this test: ``testuser/<test name>-<hash of its node id>``."""
+    name = re.sub(r"[^A-Za-z0-9]+", "-", request.node.originalname).strip("-")[:70]
+    return f"{USER}/{name}-{hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:8]}"
 
 
 def _make_folder(root, files: dict[str, bytes]):
@@ -280,3 +283,369 @@ def test_server_stops_and_joins_its_threads():
     hub.stop()
     assert set(threading.enumerate()) - before == set()
     conn.close()
+
+
+# --- scratch_gpt models and tokenizers on the Hub ----------------------------------------------------------
+HISTORY = {"steps": [0, 10, 20], "tokens_seen": [64, 704, 1344], "train_losses": [5.0, 4.0, 3.5],
+           "val_losses": [5.1, 4.3, 4.2], "dataset": "a pangram, repeated"}  # fmt: skip
+TEXT = "The quick brown fox jumps over the lazy dog. Every effort moves you forward! "
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A saved tiny model + tokenizer + training history: (folder, model, tokenizer)."""
+    import torch
+    from model_helpers import tiny_config
+
+    from scratch_gpt import BPETokenizer, ScratchGPTForCausalLM, ScratchGPTTokenizerFast
+
+    bpe = BPETokenizer.train(TEXT * 5, vocab_size=300, show_progress=False)
+    tokenizer = ScratchGPTTokenizerFast.from_bpe(bpe)
+    torch.manual_seed(0)
+    model = ScratchGPTForCausalLM(tiny_config(vocab_size=len(tokenizer), n_positions=64)).eval()
+    folder = tmp_path_factory.mktemp("checkpoint")
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    (folder / "training_history.json").write_text(json.dumps(HISTORY))
+    return folder, model, tokenizer
+
+
+def _logits(model, tokenizer):
+    import torch
+
+    with torch.no_grad():
+        return model(tokenizer([TEXT], return_tensors="pt").input_ids).logits
+
+
+def _copy(folder, tmp_path):
+    return Path(shutil.copytree(folder, tmp_path / "copy"))
+
+
+def test_push_to_hub_then_from_pretrained_gives_the_same_model(hub, repo_id, checkpoint):
+    import torch
+    from huggingface_hub import HfApi
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from scratch_gpt import ScratchGPTForCausalLM, ScratchGPTTokenizerFast
+
+    _, model, tokenizer = checkpoint
+    model.push_to_hub(repo_id)
+    tokenizer.push_to_hub(repo_id)
+    tree = {f.path: f for f in HfApi().list_repo_tree(repo_id, recursive=True)}
+    assert tree["model.safetensors"].lfs is not None  # LFS "basic" upload
+    assert {"config.json", "tokenizer.json", "modeling_scratch_gpt.py", "tokenization_scratch_gpt.py"} <= set(
+        tree
+    )
+
+    loaded = AutoModelForCausalLM.from_pretrained(repo_id).eval()  # fresh cache: really downloaded
+    loaded_tokenizer = AutoTokenizer.from_pretrained(repo_id)
+    assert type(loaded) is ScratchGPTForCausalLM and type(loaded_tokenizer) is ScratchGPTTokenizerFast
+    assert loaded_tokenizer(TEXT).input_ids == tokenizer(TEXT).input_ids
+    torch.testing.assert_close(_logits(loaded, loaded_tokenizer), _logits(model, tokenizer), rtol=0, atol=0)
+
+
+def test_push_uploads_folder_with_generated_card(hub, repo_id, checkpoint):
+    import torch
+    from huggingface_hub import HfApi, ModelCard, hf_hub_download
+    from transformers import AutoModelForCausalLM
+
+    from scratch_gpt.hub import push
+
+    folder, model, tokenizer = checkpoint
+    local_files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    url = push(folder, repo_id, private=True, commit_message="tiny model")
+    api = HfApi()
+    info = api.model_info(repo_id)
+    assert url == f"{hub.url}/{repo_id}/commit/{info.sha}"
+    assert info.private is True
+    assert sorted(api.list_repo_files(repo_id)) == sorted([*local_files, ".gitattributes", "README.md"])
+    assert not (folder / "README.md").exists()  # the card is uploaded, the folder left as it was
+
+    card = ModelCard.load(hf_hub_download(repo_id, "README.md"))
+    assert card.data.library_name == "transformers" and "scratch_gpt" in card.data.tags
+    assert "| Optimizer steps | 20 |" in card.text and f'from_pretrained("{repo_id}"' in card.text
+    n_params = sum(p.numel() for p in model.parameters())  # tied head counted once, as stored
+    assert f"| Parameters | {n_params:,} " in card.text
+
+    loaded = AutoModelForCausalLM.from_pretrained(repo_id).eval()
+    torch.testing.assert_close(_logits(loaded, tokenizer), _logits(model, tokenizer), rtol=0, atol=0)
+
+
+def test_push_to_a_branch_and_pull_by_revision(hub, repo_id, checkpoint, tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from scratch_gpt.hub import pull, push
+
+    folder, model, tokenizer = checkpoint
+    push(folder, repo_id)
+    changed = _copy(folder, tmp_path)
+    other = type(model).from_pretrained(changed)
+    with torch.no_grad():
+        for parameter in other.parameters():
+            parameter.add_(0.01)  # a different model on the branch
+    other.save_pretrained(changed)
+    push(changed, repo_id, revision="experiment")
+
+    main_dir, branch_dir = pull(repo_id), pull(repo_id, revision="experiment")
+    assert (
+        main_dir != branch_dir
+        and (main_dir / "model.safetensors").read_bytes() != (branch_dir / "model.safetensors").read_bytes()
+    )
+    on_main = AutoModelForCausalLM.from_pretrained(repo_id).eval()
+    on_branch = AutoModelForCausalLM.from_pretrained(repo_id, revision="experiment").eval()
+    torch.testing.assert_close(_logits(on_main, tokenizer), _logits(model, tokenizer), rtol=0, atol=0)
+    torch.testing.assert_close(
+        _logits(on_branch, tokenizer), _logits(other.eval(), tokenizer), rtol=0, atol=0
+    )
+    local = pull(repo_id, local_dir=tmp_path / "local")
+    assert local == tmp_path / "local" and (local / "config.json").is_file()
+
+
+def test_offline_loads_from_cache_without_any_request(hub, repo_id, checkpoint, monkeypatch):
+    """``HF_HUB_OFFLINE=1`` (the constant the client reads; the env var is only read at import) serves the cached
+    snapshot and sends nothing to the server; an id that was never downloaded raises OSError."""
+    import huggingface_hub.constants as hf_constants
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from scratch_gpt.hub import pull, push
+
+    folder, model, tokenizer = checkpoint
+    push(folder, repo_id)
+    AutoModelForCausalLM.from_pretrained(repo_id)  # fills this test's fresh cache
+    AutoTokenizer.from_pretrained(repo_id)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    served = len(hub.requests)
+
+    loaded = AutoModelForCausalLM.from_pretrained(repo_id).eval()
+    loaded_tokenizer = AutoTokenizer.from_pretrained(repo_id)
+    assert (pull(repo_id) / "model.safetensors").is_file()
+    assert len(hub.requests) == served  # nothing reached the server
+    torch.testing.assert_close(_logits(loaded, loaded_tokenizer), _logits(model, tokenizer), rtol=0, atol=0)
+    with pytest.raises(OSError):
+        AutoModelForCausalLM.from_pretrained(f"{USER}/never-downloaded")
+    with pytest.raises(FileNotFoundError, match="not in the local Hub cache"):
+        pull(f"{USER}/never-downloaded")
+
+
+CHILD = """
+import sys
+sys.modules["scratch_gpt"] = None  # our package must not be importable: only the repo's own code may run
+import json, torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+repo_id, text, out_file = sys.argv[1:4]
+tokenizer = AutoTokenizer.from_pretrained(repo_id, trust_remote_code=True)
+model = AutoModelForCausalLM.from_pretrained(repo_id, trust_remote_code=True).eval()
+ids = tokenizer([text], return_tensors="pt").input_ids
+with torch.no_grad():
+    result = {"modules": [type(model).__module__, type(tokenizer).__module__], "ids": ids.tolist(),
+              "logits": model(ids).logits.tolist()}
+try:
+    AutoModelForCausalLM.from_pretrained(repo_id + "-never-pushed", trust_remote_code=True)
+    result["missing"] = "loaded?!"
+except OSError as err:
+    result["missing"] = type(err).__name__
+json.dump(result, open(out_file, "w"))
+"""
+
+
+def _run_child(tmp_path, repo_id, env_updates):
+    import subprocess
+    import sys
+
+    (tmp_path / "child.py").write_text(CHILD)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "HF_", "TRANSFORMERS_"))}
+    env.update(HF_HOME=str(tmp_path / "child_hf_home"), HF_HUB_DISABLE_XET="1", HF_TOKEN="hf_dummy_token",
+               HF_HUB_DISABLE_TELEMETRY="1", **env_updates)  # fmt: skip
+    out = tmp_path / "out.json"
+    out.unlink(missing_ok=True)
+    proc = subprocess.run(
+        [sys.executable, "-I", "child.py", repo_id, TEXT, str(out)],
+        cwd=tmp_path,
+        env=env,
+        stdin=subprocess.DEVNULL,  # never wait on the "trust this code? [y/N]" prompt
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+@pytest.mark.slow
+def test_remote_code_from_the_hub_without_our_package_then_offline(hub, repo_id, checkpoint, tmp_path):
+    """A fresh ``python -I`` process where ``import scratch_gpt`` fails downloads the repo from the fake Hub and
+    runs the repo's own code (``trust_remote_code=True``): same token ids and logits. A second such process with
+    ``HF_HUB_OFFLINE=1`` and the endpoint pointing at a closed port loads the same model from its cache."""
+    import socket
+
+    import torch
+
+    from scratch_gpt.hub import push
+
+    folder, model, tokenizer = checkpoint
+    push(folder, repo_id)
+    served = len(hub.requests)
+    online = _run_child(tmp_path, repo_id, {"HF_ENDPOINT": hub.url})
+    assert len(hub.requests) > served  # it really came over HTTP
+    assert all(m.startswith("transformers_modules.") for m in online["modules"]), online["modules"]
+    expected_ids = tokenizer([TEXT], return_tensors="pt").input_ids
+    assert online["ids"] == expected_ids.tolist()
+    torch.testing.assert_close(torch.tensor(online["logits"]), _logits(model, tokenizer), rtol=0, atol=1e-6)
+    assert online["missing"] == "OSError"
+
+    with socket.socket() as closed:  # a port nothing listens on: any request would fail
+        closed.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    served = len(hub.requests)
+    offline = _run_child(tmp_path, repo_id, {"HF_ENDPOINT": dead, "HF_HUB_OFFLINE": "1"})
+    assert len(hub.requests) == served
+    assert offline["ids"] == online["ids"] and offline["logits"] == online["logits"]
+    assert all(m.startswith("transformers_modules.") for m in offline["modules"])
+    assert offline["missing"] == "OSError"
+
+
+# --- bad input: each gets a clear exception ----------------------------------------------------------------
+@pytest.mark.parametrize(
+    "bad_id", ["no-namespace", "a/b/c", "ns/with space", "ns/a--b", "ns/a..b", "", None, "/x"]
+)
+def test_push_and_pull_reject_bad_repo_ids(checkpoint, bad_id):
+    from scratch_gpt.hub import pull, push
+
+    with pytest.raises(ValueError, match="NAMESPACE/NAME"):
+        push(checkpoint[0], bad_id)
+    with pytest.raises(ValueError, match="NAMESPACE/NAME"):
+        pull(bad_id)
+
+
+def _break_config(folder, **changes):
+    config = json.loads((folder / "config.json").read_text())
+    config.update(changes)
+    (folder / "config.json").write_text(json.dumps({k: v for k, v in config.items() if v is not None}))
+
+
+@pytest.mark.parametrize(
+    "breakage, error, match",
+    [
+        (lambda f: shutil.rmtree(f), FileNotFoundError, "does not exist"),
+        (lambda f: (shutil.rmtree(f), f.write_text("x")), NotADirectoryError, "is a file"),
+        (lambda f: (f / "config.json").unlink(), FileNotFoundError, "save_pretrained"),
+        (lambda f: (f / "config.json").write_text("{"), ValueError, "not valid JSON"),
+        (lambda f: _break_config(f, model_type="gpt2"), ValueError, "not 'scratch_gpt'"),
+        (lambda f: _break_config(f, auto_map=None), ValueError, "no auto_map"),
+        (
+            lambda f: (f / "modeling_scratch_gpt.py").unlink(),
+            ValueError,
+            "modeling_scratch_gpt.py is missing",
+        ),
+        (lambda f: (f / "layers.py").unlink(), ValueError, r"layers.py is missing .*needed by model.py"),
+        (lambda f: (f / "bpe.py").unlink(), ValueError, "bpe.py is missing"),
+        (
+            lambda f: (f / "tokenizer_config.json").write_text("{"),
+            ValueError,
+            "tokenizer_config.json is not valid",
+        ),
+    ],
+    ids=[
+        "missing",
+        "file",
+        "no-config",
+        "bad-config",
+        "not-ours",
+        "no-auto-map",
+        "no-modeling",
+        "no-sibling",
+        "no-tokenizer-code",
+        "bad-tokenizer-config",
+    ],  # fmt: skip
+)
+def test_push_rejects_folders_that_would_not_load(hub, repo_id, checkpoint, tmp_path, breakage, error, match):
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    from scratch_gpt.hub import push
+
+    folder = _copy(checkpoint[0], tmp_path)
+    breakage(folder)
+    with pytest.raises(error, match=match):
+        push(folder, repo_id)
+    with pytest.raises(RepositoryNotFoundError):
+        HfApi().model_info(repo_id)  # checked before anything was created
+
+
+def test_push_without_a_token_is_a_permission_error(hub, repo_id, checkpoint, monkeypatch):
+    from scratch_gpt.hub import push
+
+    monkeypatch.delenv("HF_TOKEN")
+    with pytest.raises(PermissionError, match="hf auth login"):
+        push(checkpoint[0], repo_id)
+
+
+def test_pull_unknown_repo_or_revision_is_file_not_found(hub, repo_id, checkpoint):
+    from scratch_gpt.hub import pull, push
+
+    with pytest.raises(FileNotFoundError, match="not found on the Hub"):
+        pull(f"{USER}/no-such-repo")
+    push(checkpoint[0], repo_id)
+    with pytest.raises(FileNotFoundError, match="revision 'nope' not found"):
+        pull(repo_id, revision="nope")
+
+
+def test_push_ignore_patterns_and_hidden_files(hub, repo_id, checkpoint, tmp_path):
+    from huggingface_hub import HfApi
+
+    from scratch_gpt.hub import push
+
+    folder = _copy(checkpoint[0], tmp_path)
+    (folder / "optimizer.pt").write_bytes(b"state")
+    (folder / ".cache").mkdir()
+    (folder / ".cache" / "x").write_text("x")
+    (folder / "__pycache__").mkdir()
+    (folder / "__pycache__" / "model.cpython-311.pyc").write_bytes(b"pyc")
+    (folder / "README.md").write_text("# my own card\n")
+    push(folder, repo_id, ignore_patterns=["optimizer.pt"])
+    files = set(HfApi().list_repo_files(repo_id))
+    assert "config.json" in files and "README.md" in files
+    assert not {f for f in files if f.startswith((".cache", "__pycache__")) or f == "optimizer.pt"}
+    from huggingface_hub import hf_hub_download
+
+    assert Path(hf_hub_download(repo_id, "README.md")).read_text() == "# my own card\n"  # not replaced
+
+
+# --- the CLI --------------------------------------------------------------------------------------------
+def test_cli_push_pull_and_model_card(hub, repo_id, checkpoint, tmp_path, capsys):
+    from huggingface_hub import HfApi
+
+    from scratch_gpt.cli import main
+
+    folder = _copy(checkpoint[0], tmp_path)
+    assert main(["model-card", str(folder), "--repo-id", repo_id, "--license", "mit", "--tag", "tiny"]) == 0
+    assert "wrote" in capsys.readouterr().out and "license: mit" in (folder / "README.md").read_text()
+    assert main(["model-card", str(folder)]) == 1  # exists: refuses without --overwrite
+    assert "--overwrite" in capsys.readouterr().err
+
+    assert (
+        main(["push", str(folder), repo_id, "--private", "--revision", "dev", "--message", "from the CLI"])
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert out.startswith(f"pushed {folder} to {repo_id}: {hub.url}/{repo_id}/commit/")
+    assert HfApi().model_info(repo_id).private is True
+    assert "README.md" in HfApi().list_repo_files(repo_id, revision="dev")
+
+    assert main(["pull", repo_id, "--revision", "dev", "--local-dir", str(tmp_path / "pulled")]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "pulled")
+    assert (tmp_path / "pulled" / "README.md").read_text() == (folder / "README.md").read_text()
+
+
+def test_cli_errors_are_one_line_without_traceback(hub, tmp_path, capsys):
+    from scratch_gpt.cli import main
+
+    assert main(["push", str(tmp_path / "missing"), f"{USER}/x"]) == 1
+    err = capsys.readouterr().err
+    assert "scratch-gpt push: error:" in err and "does not exist" in err and "Traceback" not in err
+    assert main(["pull", f"{USER}/no-such-repo"]) == 1
+    assert "not found on the Hub" in capsys.readouterr().err

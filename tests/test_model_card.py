@@ -98,6 +98,26 @@ def test_without_history_or_validation_the_card_says_so():
     assert "No validation loss was recorded" in card
 
 
+def test_history_as_written_by_the_training_loop():
+    """``scratch_gpt.loss_history`` writes extra keys, NaN for a failed evaluation, and empty lists early on."""
+    written = {**HISTORY, "epochs": [0.0, 0.5, 1.0], "train_perplexities": [1, 2, 3], "samples": [None, "a", "b"],
+               "val_losses": [10.9, float("nan"), 6.6], "step_log": {"steps": [1, 2], "losses": [9.0, 8.0]}}  # fmt: skip
+    card = make_model_card(CONFIG, history=written)
+    assert "| Best validation loss | 6.6000 (735.10) at step 100 |" in card  # NaN is never the best
+    empty = {"steps": [], "tokens_seen": [], "train_losses": [], "step_log": {}}
+    assert "has no evaluations yet" in make_model_card(CONFIG, history=empty)
+
+
+def test_read_training_history_reads_nan_and_empty_files(tmp_path):
+    (tmp_path / "training_history.json").write_text(
+        '{"steps": [1], "tokens_seen": [8], "train_losses": [NaN], "val_losses": [NaN]}'
+    )
+    card = make_model_card(CONFIG, history=read_training_history(tmp_path))
+    assert "| Final training loss (perplexity) | nan (nan) |" in card
+    (tmp_path / "training_history.json").write_text('{"steps": [], "tokens_seen": [], "train_losses": []}')
+    assert read_training_history(tmp_path)["steps"] == []
+
+
 def test_classifier_config_gets_classification_metadata_and_snippet():
     config = {**CONFIG, "architectures": ["ScratchGPTForSequenceClassification"], "num_labels": 2}
     card = make_model_card(config, repo_id="someone/spam", intended_use="Spam filtering demos.")
@@ -193,8 +213,9 @@ def test_read_training_history_accepts_the_documented_format(tmp_path):
     [
         ("{oops", "not valid JSON"),
         ("[1, 2]", "must hold a JSON object"),
-        (json.dumps({"tokens_seen": [1], "train_losses": [1.0]}), "'steps' must be a non-empty list"),
-        (json.dumps({**HISTORY, "steps": []}), "'steps' must be a non-empty list"),
+        (json.dumps({"tokens_seen": [1], "train_losses": [1.0]}), "'steps' must be a list"),
+        (json.dumps({**HISTORY, "steps": []}), "one entry per evaluation"),
+        (json.dumps({**HISTORY, "val_losses": None}), "'val_losses' must be a list"),
         (json.dumps({**HISTORY, "steps": [0, 1.5, 2]}), "'steps' must hold only integers"),
         (json.dumps({**HISTORY, "train_losses": [1.0, "x", 2.0]}), "'train_losses' must hold only numbers"),
         (json.dumps({**HISTORY, "val_losses": [True, 1.0, 2.0]}), "'val_losses' must hold only numbers"),
@@ -206,3 +227,16 @@ def test_read_training_history_rejects_bad_files(tmp_path, content, match):
     (tmp_path / "training_history.json").write_text(content)
     with pytest.raises(ValueError, match=match):
         read_training_history(tmp_path)
+
+
+def test_reads_the_history_the_training_loop_writes(tmp_path):
+    """Contract with ``scratch_gpt.loss_history``: what ``LossHistory.save`` writes is what the card reads."""
+    loss_history = pytest.importorskip("scratch_gpt.loss_history")
+    history = loss_history.LossHistory(dataset="the-verdict.txt", hyperparameters={"lr": 0.0004})
+    history.add_eval(5, 2560, 0.5, 7.25, 7.5, "Every effort moves you")
+    history.add_eval(10, 5120, 1.0, 6.0, 6.75, None)
+    history.save(tmp_path)
+    card = make_model_card(CONFIG, history=read_training_history(tmp_path))
+    assert "| Optimizer steps | 10 |" in card and "| Training tokens seen | 5,120 |" in card
+    assert "| Final validation loss (perplexity) | 6.7500 (854.06) |" in card
+    assert "| Training data | the-verdict.txt |" in card and "| lr | 0.0004 |" in card
