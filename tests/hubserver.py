@@ -295,6 +295,9 @@ class _Handler(BaseHTTPRequestHandler):
             if err.code:
                 headers["X-Error-Code"] = err.code
             self._send(err.status, {"error": err.message, **err.extra}, headers)
+        except Exception as err:  # a bug in this server, or a request it cannot parse: say so, keep serving
+            message = f"fake hub: {type(err).__name__}: {err}"
+            self._send(500, {"error": message}, {"X-Error-Message": message.replace("\n", " ")})
 
     # --- /api/... ------------------------------------------------------------------------------------
     def _api(self, seg: list[str], body: bytes) -> None:

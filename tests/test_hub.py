@@ -285,6 +285,39 @@ def test_server_stops_and_joins_its_threads():
     conn.close()
 
 
+def test_server_plumbing_chunked_bodies_errors_and_keep_alive():
+    """Chunked uploads are decoded, a malformed request gets a 500 naming the problem, and the same kept-alive
+    connection still works afterwards (every body is drained, even on errors)."""
+    import http.client
+
+    hub = FakeHub().start()
+    try:
+        hub.create_repo(f"{USER}/plumbing")
+        conn = http.client.HTTPConnection(hub.url.removeprefix("http://"), timeout=5)
+        data = os.urandom(5000)
+        oid = hashlib.sha256(data).hexdigest()
+        conn.request("PUT", f"/_lfs/{oid}", body=iter([data[:1000], data[1000:]]), encode_chunked=True)
+        response = conn.getresponse()
+        response.read()
+        assert response.status == 200 and hub.blobs[oid] == data
+        commit_url = f"/api/models/{USER}/plumbing/commit/main"
+        conn.request("POST", commit_url, body=b"{}\n")
+        response = conn.getresponse()
+        assert response.status == 401 and b"Invalid credentials" in response.read()  # writes need a token
+        conn.request("POST", commit_url, body=b"not json\n", headers={"Authorization": "Bearer hf_x"})
+        response = conn.getresponse()
+        assert response.status == 500 and "JSONDecodeError" in json.loads(response.read())["error"]
+        conn.request("PUT", "/_lfs/" + "0" * 64, body=b"wrong content")
+        response = conn.getresponse()
+        assert response.status == 400 and b"does not hash" in response.read()
+        conn.request("GET", f"/api/models/{USER}/plumbing")
+        response = conn.getresponse()
+        assert response.status == 200 and json.loads(response.read())["id"] == f"{USER}/plumbing"
+        conn.close()
+    finally:
+        hub.stop()
+
+
 # --- scratch_gpt models and tokenizers on the Hub ----------------------------------------------------------
 HISTORY = {"steps": [0, 10, 20], "tokens_seen": [64, 704, 1344], "train_losses": [5.0, 4.0, 3.5],
            "val_losses": [5.1, 4.3, 4.2], "dataset": "a pangram, repeated"}  # fmt: skip
