@@ -1,0 +1,248 @@
+"""Tests for scratch_gpt.finetune_instruct: loaders, response loss, training, saving, answering, bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from instruct_helpers import RECORDS, save_tiny_checkpoint, tiny_model, tiny_tokenizer, write_records
+from torch import nn
+
+from scratch_gpt.finetune_instruct import (
+    LORA_TARGETS,
+    finetune_instruct,
+    generate_test_responses,
+    make_instruction_loaders,
+    response_loss,
+    save_instruction_checkpoint,
+)
+from scratch_gpt.instruction import (
+    RESPONSE_HEADER,
+    InstructionDataset,
+    format_input,
+    rouge_l_f1,
+    split_instruction_data,
+)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return tiny_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def splits():
+    return split_instruction_data(RECORDS)  # 17 train / 1 validation / 2 test
+
+
+@pytest.fixture
+def folders(tmp_path):
+    model_dir = save_tiny_checkpoint(tmp_path / "pretrained")
+    data = write_records(tmp_path / "data.json")
+    return model_dir, data, tmp_path / "out"
+
+
+QUICK = dict(epochs=1, batch_size=4, lr=1e-3, eval_freq=2, eval_iter=1, max_new_tokens=4, log_fn=None)
+
+
+# --- data and loss ---------------------------------------------------------------------------------------
+
+
+def test_loaders_follow_the_book(tokenizer, splits):
+    loaders = make_instruction_loaders(splits, tokenizer, batch_size=4, context_length=160)
+    assert len(loaders["train"]) == 17 // 4  # shuffled, incomplete last batch dropped
+    assert len(loaders["val"].dataset) == 1 and len(loaders["test"].dataset) == 2
+    # answers-only loaders: each record keeps (its tokens - prompt tokens + 1 end-of-text) targets
+    data = InstructionDataset(splits.test, tokenizer, include_instruction_length=True)
+    expected = sum(len(ids) - prompt_len + 1 for prompt_len, ids in data)
+    counted = sum(int((targets != -100).sum()) for _, targets in loaders["test_responses"])
+    assert counted == expected
+    full = sum(int((targets != -100).sum()) for _, targets in loaders["test"])
+    assert full == sum(len(ids) for _, ids in data)  # all next-token targets + the end-of-text
+
+
+def test_loaders_can_mask_the_instruction_in_training(tokenizer, splits):
+    plain = make_instruction_loaders(splits, tokenizer, batch_size=4, context_length=160)
+    masked = make_instruction_loaders(
+        splits, tokenizer, batch_size=4, context_length=160, mask_instruction=True
+    )
+    inputs_a, targets_a = next(iter(plain["train"]))
+    inputs_b, targets_b = next(iter(masked["train"]))
+    assert torch.equal(inputs_a, inputs_b)  # same seed, same batch
+    assert (targets_b != -100).sum() < (targets_a != -100).sum()
+
+
+def test_loaders_reject_a_batch_larger_than_the_training_split(tokenizer, splits):
+    with pytest.raises(ValueError, match="batch_size 18 is larger than the 17 training records"):
+        make_instruction_loaders(splits, tokenizer, batch_size=18, context_length=160)
+
+
+class UniformLM(nn.Module):
+    """All-zero logits: every token has probability 1/V, so the loss is exactly log(V)."""
+
+    def __init__(self, vocab_size: int) -> None:
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.dummy = nn.Parameter(torch.zeros(1))
+
+    def forward(self, idx):
+        return torch.zeros(*idx.shape, self.vocab_size) + 0 * self.dummy
+
+
+def test_response_loss_known_answer(tokenizer, splits):
+    loaders = make_instruction_loaders(splits, tokenizer, batch_size=4, context_length=160)
+    loss, tokens = response_loss(UniformLM(len(tokenizer)), loaders["test_responses"])
+    assert loss == pytest.approx(math.log(len(tokenizer)), rel=1e-6)
+    assert math.exp(loss) == pytest.approx(len(tokenizer), rel=1e-5)  # perplexity = vocabulary size
+    assert tokens == sum(int((t != -100).sum()) for _, t in loaders["test_responses"])
+
+
+def test_response_loss_weights_every_token_once(tokenizer, splits):
+    model = tiny_model(tokenizer)
+    loaders = make_instruction_loaders(splits, tokenizer, batch_size=4, context_length=160)
+    loss, tokens = response_loss(model, loaders["test_responses"])
+    total = 0.0
+    for inputs, targets in loaders["test_responses"]:  # reference: per-row sums, one row at a time
+        for row in range(inputs.shape[0]):
+            logits = model(input_ids=inputs[row : row + 1]).logits[0]
+            total += nn.functional.cross_entropy(logits, targets[row], reduction="sum").item()
+    assert loss == pytest.approx(total / tokens, rel=1e-5)
+
+
+# --- answering and saving --------------------------------------------------------------------------------
+
+
+def test_generate_test_responses(tokenizer, splits):
+    model = tiny_model(tokenizer)
+    answered = generate_test_responses(model, tokenizer, splits.test, max_new_tokens=6, log_fn=lambda _: None)
+    assert [a["instruction"] for a in answered] == [r["instruction"] for r in splits.test]
+    for record in answered:
+        assert isinstance(record["model_response"], str) and record["truncated"] is False
+        assert record["rouge_l_f1"] == rouge_l_f1(record["model_response"], record["output"])
+
+
+def test_generate_test_responses_marks_prompts_longer_than_the_context(splits):
+    tokenizer = tiny_tokenizer(context_length=30)
+    model = tiny_model(tokenizer, context_length=30)
+    answered = generate_test_responses(
+        model, tokenizer, splits.test[:1], max_new_tokens=6, log_fn=lambda _: None
+    )
+    assert answered[0]["model_response"] == "" and answered[0]["truncated"] is True
+
+
+def test_save_instruction_checkpoint_attaches_the_template(tokenizer, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = tiny_model(tokenizer)
+    save_instruction_checkpoint(model, tokenizer, tmp_path / "ckpt")
+    files = {p.name for p in (tmp_path / "ckpt").iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "chat_template.jinja"} <= files
+    assert not any(name.startswith(".tmp") for name in files)  # the temp folder is gone
+    reloaded_tok = AutoTokenizer.from_pretrained(str(tmp_path / "ckpt"))
+    prompt = reloaded_tok.apply_chat_template(
+        [{"role": "user", "content": "Hi"}], add_generation_prompt=True, tokenize=False
+    )
+    assert prompt == format_input({"instruction": "Hi"}) + RESPONSE_HEADER
+    reloaded = AutoModelForCausalLM.from_pretrained(str(tmp_path / "ckpt"))
+    assert reloaded.generation_config.eos_token_id == tokenizer.eos_token_id
+    ids = torch.tensor([tokenizer.encode(prompt)])
+    torch.testing.assert_close(reloaded(input_ids=ids).logits, model(input_ids=ids).logits)
+
+
+# --- end to end ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_finetune_instruct_end_to_end(folders):
+    model_dir, data, out = folders
+    result = finetune_instruct(model_dir, data, out, **{**QUICK, "epochs": 3})
+    files = {p.name for p in out.iterdir()}
+    expected = {"config.json", "model.safetensors", "tokenizer.json", "chat_template.jinja", "training_history.json",
+                "loss_plot.png", "test_responses.json", "results.json"}  # fmt: skip
+    assert expected <= files
+    assert json.loads((out / "results.json").read_text()) == json.loads(json.dumps(result))
+    assert result["num_records"] == {"train": 17, "validation": 1, "test": 2}
+    assert result["steps"] == 3 * (17 // 4) and len(result["samples"]) == 3
+    assert result["trainable_parameters"] == result["total_parameters"]
+    after = result["after"]
+    assert after["train_loss"] < result["before"]["train_loss"]  # it learned something
+    assert after["test_response_perplexity"] == pytest.approx(math.exp(after["test_response_loss"]))
+    answered = json.loads((out / "test_responses.json").read_text())
+    assert len(answered) == 2 and all("model_response" in a for a in answered)
+    assert result["rouge_l_f1_overlap_mean"] == pytest.approx(sum(a["rouge_l_f1"] for a in answered) / 2)
+    assert "not a measure of correctness" in result["rouge_l_note"]
+    history = json.loads((out / "training_history.json").read_text())
+    assert history["step_log"]["steps"] == list(range(1, 13))
+
+
+@pytest.mark.slow
+def test_finetune_instruct_with_lora_trains_adapters_only(folders):
+    from safetensors.torch import load_file
+
+    model_dir, data, out = folders
+    result = finetune_instruct(model_dir, data, out, **QUICK, lora_rank=2, lora_alpha=4.0, num_test=1)
+    # rank r on the 6 Linear layers of each of 2 blocks (n_embd 32, feed-forward 128): r*(in+out) each
+    per_block = 4 * (32 + 32) + (32 + 128) + (128 + 32)
+    assert result["trainable_parameters"] == 2 * 2 * per_block == 2304
+    assert result["num_test_answered"] == 1
+    before, after = load_file(str(model_dir / "model.safetensors")), load_file(str(out / "model.safetensors"))
+    assert set(before) == set(after)  # merged: a plain checkpoint, no adapter tensors left
+    emb = "transformer.gpt.tok_emb.weight"
+    assert torch.equal(before[emb], after[emb])  # frozen
+    query = next(k for k in after if k.endswith("att.W_query.weight"))
+    assert not torch.equal(before[query], after[query])  # the merged LoRA update
+    assert set(LORA_TARGETS) == {
+        "att.W_query",
+        "att.W_key",
+        "att.W_value",
+        "att.out_proj",
+        "ff.fc_in",
+        "ff.fc_out",
+    }
+
+
+# --- bad input -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"epochs": 0}, "epochs must be a positive integer"),
+        ({"batch_size": 2.5}, "batch_size must be a positive integer"),
+        ({"lr": 0}, "lr must be a positive number"),
+        ({"weight_decay": -1}, "weight_decay must be >= 0"),
+        ({"lora_rank": 0}, "lora_rank must be a positive integer"),
+        ({"max_steps": 0}, "max_steps must be a positive integer"),
+        ({"num_test": -1}, "num_test must be None"),
+        ({"batch_size": 18}, "batch_size 18 is larger than the 17 training records"),
+    ],
+)
+def test_bad_settings_raise(folders, overrides, message):
+    model_dir, data, out = folders
+    with pytest.raises(ValueError, match=message):
+        finetune_instruct(model_dir, data, out, **{**QUICK, **overrides})
+
+
+def test_bad_paths_raise(folders, tmp_path):
+    model_dir, data, out = folders
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        finetune_instruct(tmp_path / "nope", data, out, **QUICK)
+    with pytest.raises(FileNotFoundError, match="not found"):
+        finetune_instruct(model_dir, tmp_path / "nope.json", out, **QUICK)
+    with pytest.raises(ValueError, match="is the model folder"):
+        finetune_instruct(model_dir, data, model_dir, **QUICK)
+    (model_dir / "tokenizer.json").unlink()
+    (model_dir / "tokenizer_config.json").unlink()
+    with pytest.raises(FileNotFoundError, match="no tokenizer"):
+        finetune_instruct(model_dir, data, out, **QUICK)
+
+
+def test_bad_records_raise_naming_the_record(folders):
+    model_dir, data, out = folders
+    broken = [dict(r) for r in RECORDS]
+    del broken[5]["output"]
+    write_records(data, broken)
+    with pytest.raises(ValueError, match=r"record 5: missing key 'output'"):
+        finetune_instruct(model_dir, data, out, **QUICK)
