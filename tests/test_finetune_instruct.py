@@ -246,3 +246,54 @@ def test_bad_records_raise_naming_the_record(folders):
     write_records(data, broken)
     with pytest.raises(ValueError, match=r"record 5: missing key 'output'"):
         finetune_instruct(model_dir, data, out, **QUICK)
+
+
+# --- the Trainer example ---------------------------------------------------------------------------------
+
+
+def _trainer_example():
+    import importlib.util
+
+    from conftest import REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location(
+        "finetune_instruct_trainer", REPO_ROOT / "examples" / "finetune_instruct_trainer.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_trainer_example_builds_the_book_training_text(tokenizer):
+    from scratch_gpt.chat import add_chat_template
+
+    example = _trainer_example()
+    tok = add_chat_template(tiny_tokenizer())
+    book = InstructionDataset(RECORDS[:3], tok, include_instruction_length=True)
+    for record, (prompt_length, ids) in zip(RECORDS[:3], book):
+        encoded = example.encode_record(record, tok, context_length=160, mask_instruction=True)
+        assert encoded["input_ids"] == ids + [
+            tok.eos_token_id
+        ]  # the book's text + the end-of-text it appends
+        assert encoded["labels"][:prompt_length] == [-100] * prompt_length
+        assert encoded["labels"][prompt_length:] == encoded["input_ids"][prompt_length:]
+    batch = example.make_collator(tok.pad_token_id)(
+        [{"input_ids": [5, 6, 7], "labels": [5, 6, 7]}, {"input_ids": [8], "labels": [-100]}]
+    )
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [8, tok.pad_token_id, tok.pad_token_id]]
+    assert batch["labels"].tolist() == [[5, 6, 7], [-100, -100, -100]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+@pytest.mark.slow
+def test_trainer_example_runs(folders):
+    model_dir, data, out = folders
+    results = _trainer_example().main(
+        ["--model", str(model_dir), "--data", str(data), "--output-dir", str(out), "--batch-size", "2",
+         "--grad-accum", "2", "--lr", "1e-3", "--max-steps", "3", "--max-new-tokens", "4", "--num-test", "1"]
+    )  # fmt: skip
+    assert results["steps"] == 3 and math.isfinite(results["train_loss"])
+    assert results["after"]["test_response_tokens"] > 0
+    assert {"model.safetensors", "chat_template.jinja", "results.json", "test_responses.json"} <= {
+        p.name for p in out.iterdir()
+    }
