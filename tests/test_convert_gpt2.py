@@ -452,3 +452,16 @@ def test_convert_to_gpt2_points_our_tokenizer_at_the_stock_class(tmp_path):
     written = json.loads((tmp_path / "gpt2" / "tokenizer_config.json").read_text())
     assert written == {"tokenizer_class": "PreTrainedTokenizerFast", "eos_token": "<|endoftext|>"}
     assert (tmp_path / "gpt2" / "tokenizer.json").read_text() == "{}"
+
+
+def test_converted_models_share_no_memory_with_the_source():
+    gpt2 = random_gpt2(**SHAPES["tiny"])
+    ours = load_gpt2(gpt2)
+    back = to_gpt2(ours)
+    before = gpt2.transformer.wte.weight.clone()
+    with torch.no_grad():
+        ours.transformer.gpt.tok_emb.weight.zero_()
+        back.transformer.h[0].ln_1.weight.zero_()
+    assert torch.equal(gpt2.transformer.wte.weight, before)
+    assert ours.transformer.gpt.trf_blocks[0].norm1.scale.abs().min() > 0
+    assert ours.lm_head.weight is ours.transformer.gpt.tok_emb.weight  # the tie itself survives
