@@ -266,7 +266,10 @@ def scratch_to_gpt2_state_dict(
     ):
         ours["lm_head.weight"] = ours["transformer.gpt.tok_emb.weight"]
     _check_names_and_shapes(
-        ours, _expected_scratch_shapes(config), "scratch_gpt model", extra_hint="merge LoRA adapters first"
+        ours,
+        _expected_scratch_shapes(config),
+        "scratch_gpt model",
+        extra_hint="if it has LoRA layers, merge them first (merge_lora / merge_and_unload)",
     )
 
     gpt2: dict[str, torch.Tensor] = {}
@@ -313,17 +316,16 @@ def _check_names_and_shapes(
 ) -> None:
     missing = [name for name in expected if name not in tensors]
     unexpected = [name for name in tensors if name not in expected]
-    hint = f" ({extra_hint})" if extra_hint else ""
+    problems = []
     if missing:
-        raise ValueError(
-            f"{what} is missing {len(missing)} weight(s), e.g. {missing[:3]}; is it complete and of the same "
-            f"size as its config (n_layer, tie_word_embeddings)?"
-        )
+        problems.append(f"is missing {len(missing)} weight(s), e.g. {missing[:3]}")
     if unexpected:
-        raise ValueError(
-            f"{what} has {len(unexpected)} weight(s) that GPT-2 / scratch_gpt does not have, e.g. "
-            f"{unexpected[:3]}{hint}"
+        problems.append(
+            f"has {len(unexpected)} weight(s) that GPT-2 / scratch_gpt does not have, e.g. {unexpected[:3]}"
         )
+    if problems:
+        fix = extra_hint or "is it complete, and of the size its config says (n_layer, tie_word_embeddings)?"
+        raise ValueError(f"{what} {' and '.join(problems)}; {fix}")
     for name, shape in expected.items():
         actual = tuple(tensors[name].shape)
         if actual != shape:

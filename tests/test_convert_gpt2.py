@@ -422,8 +422,20 @@ def test_error_to_gpt2_with_extra_weights():
         **ours.state_dict(),
         "transformer.gpt.trf_blocks.0.att.W_query.lora_A.weight": torch.zeros(2, 32),
     }
-    with pytest.raises(ValueError, match="lora_A.*merge LoRA adapters first"):
+    with pytest.raises(ValueError, match="lora_A.*merge them first"):
         scratch_to_gpt2_state_dict(state, ours.config)
+
+
+def test_error_to_gpt2_with_unmerged_hand_written_lora():
+    from scratch_gpt.lora import merge_lora, replace_linear_with_lora
+
+    ours = random_scratch()
+    ids = random_ids(ours.config.vocab_size)
+    replace_linear_with_lora(ours, rank=2, alpha=4)
+    with pytest.raises(ValueError, match="merge them first"):
+        to_gpt2(ours)
+    merge_lora(ours)  # after merging, the model is plain GPT-2 again
+    torch.testing.assert_close(logits(to_gpt2(ours), ids), logits(ours, ids), atol=1e-5, rtol=0)
 
 
 def test_error_convert_to_gpt2_from_gpt2_directory(tmp_path):
