@@ -139,6 +139,7 @@ def push(
         ValueError: bad ``repo_id``, or the folder fails :func:`check_checkpoint`.
         FileNotFoundError, NotADirectoryError: no such checkpoint folder.
         PermissionError: the Hub refused the token (missing, invalid, or without write access to ``repo_id``).
+        ConnectionError: the Hub could not be reached.
     """
     from huggingface_hub import CommitOperationAdd, HfApi
 
@@ -175,6 +176,7 @@ def pull(
     Raises:
         FileNotFoundError: no such repo, revision, or (offline) no cached copy.
         PermissionError: the Hub refused the token.
+        ConnectionError: the Hub could not be reached (and nothing usable was cached).
     """
     from huggingface_hub import snapshot_download
 
@@ -201,7 +203,19 @@ def _hub_errors(repo_id: str, revision: str | None = None) -> Iterator[None]:
     )
 
     try:
+        from httpx2 import TransportError
+    except ImportError:  # huggingface_hub before 2.0 used httpx
+        from httpx import TransportError
+
+    try:
         yield
+    except TransportError as err:
+        from huggingface_hub import constants
+
+        raise ConnectionError(
+            f"could not reach the Hub at {constants.ENDPOINT} ({type(err).__name__}: {err}); check the network "
+            "connection and HF_ENDPOINT, or set HF_HUB_OFFLINE=1 to use only downloaded models"
+        ) from err
     except RevisionNotFoundError as err:
         raise FileNotFoundError(
             f"revision {revision!r} not found in {repo_id}; check the branch name or commit id"

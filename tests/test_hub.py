@@ -393,6 +393,7 @@ def test_push_uploads_folder_with_generated_card(hub, repo_id, checkpoint):
     assert info.private is True
     assert sorted(api.list_repo_files(repo_id)) == sorted([*local_files, ".gitattributes", "README.md"])
     assert not (folder / "README.md").exists()  # the card is uploaded, the folder left as it was
+    assert push(folder, repo_id) == url  # nothing changed (the card is deterministic): no new commit
 
     card = ModelCard.load(hf_hub_download(repo_id, "README.md"))
     assert card.data.library_name == "transformers" and "scratch_gpt" in card.data.tags
@@ -615,6 +616,23 @@ def test_push_without_a_token_is_a_permission_error(hub, repo_id, checkpoint, mo
     monkeypatch.delenv("HF_TOKEN")
     with pytest.raises(PermissionError, match="hf auth login"):
         push(checkpoint[0], repo_id)
+
+
+def test_unreachable_hub_is_a_connection_error(hub, repo_id, checkpoint, monkeypatch):
+    import socket
+
+    import huggingface_hub.constants as hf_constants
+
+    from scratch_gpt.hub import pull, push
+
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    monkeypatch.setattr(hf_constants, "ENDPOINT", dead)
+    with pytest.raises(ConnectionError, match="could not reach the Hub at http://127.0.0.1"):
+        push(checkpoint[0], repo_id)
+    with pytest.raises(FileNotFoundError, match="not in the local Hub cache and the Hub cannot be reached"):
+        pull(repo_id)  # snapshot_download falls back to the (empty) cache
 
 
 def test_pull_unknown_repo_or_revision_is_file_not_found(hub, repo_id, checkpoint):
