@@ -122,19 +122,49 @@ def read_training_files(
     return texts
 
 
-def _merge_word(word: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
-    """Replace every occurrence of ``pair`` in ``word`` by ``new_id``, scanning left to right."""
-    left, right = pair
+def _merge_in_word(
+    word: list[int], pair: tuple[int, int], new_id: int, count: int, pair_counts: dict[tuple[int, int], int]
+) -> tuple[list[int], list[tuple[int, int]]] | None:
+    """Replace every occurrence of ``pair`` in ``word`` by ``new_id`` (left to right) and update the counts.
+
+    Only the neighbours of an occurrence change: ``(left, a)`` becomes ``(left, new)`` and ``(b, right)``
+    becomes ``(new, right)``, each by the word's ``count``. The left neighbour is read from the merged
+    output, so back-to-back occurrences (``a b a b`` -> ``new new``) come out right. The count of ``pair``
+    itself is left to the caller. Returns the merged word and the pairs with ``new_id`` it now holds, or None
+    if ``pair`` does not occur in ``word``.
+    """
+    a, b = pair
     merged: list[int] = []
-    i, n = 0, len(word)
-    while i < n:
-        if i < n - 1 and word[i] == left and word[i + 1] == right:
-            merged.append(new_id)
-            i += 2
-        else:
-            merged.append(word[i])
-            i += 1
-    return merged
+    new_pairs: list[tuple[int, int]] = []
+    found = False
+    start, n = 0, len(word)
+    while True:
+        try:
+            i = word.index(a, start)  # jump to the next candidate in C rather than step in Python
+        except ValueError:
+            break
+        if i + 1 == n or word[i + 1] != b:
+            merged.extend(word[start : i + 1])
+            start = i + 1
+            continue
+        found = True
+        merged.extend(word[start:i])
+        if merged:
+            left = merged[-1]
+            pair_counts[(left, a)] -= count
+            new_pairs.append((left, new_id))
+            pair_counts[new_pairs[-1]] = pair_counts.get(new_pairs[-1], 0) + count
+        if i + 2 < n:
+            right = word[i + 2]
+            pair_counts[(b, right)] -= count
+            new_pairs.append((new_id, right))
+            pair_counts[new_pairs[-1]] = pair_counts.get(new_pairs[-1], 0) + count
+        merged.append(new_id)
+        start = i + 2
+    if not found:
+        return None
+    merged.extend(word[start:])
+    return merged, new_pairs
 
 
 def train_bpe(
@@ -214,23 +244,19 @@ def train_bpe(
         vocab[new_id] = left_bytes + right_bytes
         grown: set[tuple[int, int]] = set()  # pairs containing new_id: the only counts that can grow
         for index in words_with_pair.pop(pair):
-            word = words[index]
-            merged = _merge_word(word, pair, new_id)
-            if len(merged) == len(word):  # stale index entry: the pair left this word earlier
+            result = _merge_in_word(words[index], pair, new_id, word_counts[index], pair_counts)
+            if result is None:  # stale index entry: the pair left this word earlier
                 continue
-            count = word_counts[index]
-            for old_pair in zip(word, word[1:]):
-                pair_counts[old_pair] -= count
-            for new_pair in zip(merged, merged[1:]):
-                pair_counts[new_pair] = pair_counts.get(new_pair, 0) + count
-                if new_id in new_pair:
-                    grown.add(new_pair)
-                    words_with_pair.setdefault(new_pair, set()).add(index)
-            words[index] = merged
+            words[index], new_pairs = result
+            for new_pair in new_pairs:
+                grown.add(new_pair)
+                words_with_pair.setdefault(new_pair, set()).add(index)
         del pair_counts[pair]
         for new_pair in grown:
-            left, right = new_pair
-            heapq.heappush(heap, (-pair_counts[new_pair], vocab[left], vocab[right], left, right))
+            count = pair_counts[new_pair]
+            if count > 0:
+                left, right = new_pair
+                heapq.heappush(heap, (-count, vocab[left], vocab[right], left, right))
         if progress is not None:
             progress.update(1)
     if progress is not None:
