@@ -46,6 +46,9 @@ _LAZY_ATTRS: dict[str, str] = {
     "InstructionDataset": "instruction",
     "format_input": "instruction",
     "custom_collate_fn": "instruction",
+    # sharing
+    "make_model_card": "model_card",
+    "write_model_card": "model_card",
     # appendix E: LoRA
     "LoRALayer": "lora",
     "LinearWithLoRA": "lora",

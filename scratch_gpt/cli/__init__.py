@@ -12,6 +12,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from huggingface_hub.errors import StrictDataclassError  # invalid model configs (a strict dataclass in transformers 5)
+
 # Command-group modules, in the order they appear in ``scratch-gpt --help``.
 COMMAND_MODULES: tuple[str, ...] = (
     "tokenizer",  # train-tokenizer, encode
@@ -52,7 +54,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         result = args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError) as err:
+    except (
+        ValueError,
+        TypeError,
+        FileNotFoundError,
+        FileExistsError,
+        NotADirectoryError,
+        PermissionError,
+        ConnectionError,
+        StrictDataclassError,
+    ) as err:
         # Library errors are written to name the problem and the fix; show them without a traceback.
         print(f"scratch-gpt {args.command}: error: {err}", file=sys.stderr)
         return 1
