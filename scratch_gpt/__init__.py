@@ -40,6 +40,10 @@ _LAZY_ATTRS: dict[str, str] = {
     "generate_text_simple": "generation",
     "sample_next_token": "generation",
     "KVCache": "kv_cache",
+    "load_gpt2": "convert_gpt2",
+    "to_gpt2": "convert_gpt2",
+    "save_as_gpt2": "convert_gpt2",
+    "generate_from_pretrained": "inference",
     # chapter 6: classification fine-tuning
     "SpamDataset": "classification",
     # chapter 7: instruction fine-tuning

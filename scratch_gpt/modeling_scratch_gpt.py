@@ -157,6 +157,17 @@ class ScratchGPTForCausalLM(ScratchGPTPreTrainedModel, GenerationMixin):
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head
 
+    @classmethod
+    def from_gpt2(cls, path_or_model: Any, dtype: torch.dtype | None = None) -> ScratchGPTForCausalLM:
+        """OpenAI GPT-2 weights as a scratch_gpt model (book chapter 5): from a Hugging Face GPT-2 folder
+        (``config.json`` + ``model.safetensors`` or ``pytorch_model.bin``) or a ``GPT2LMHeadModel``.
+        The logits equal ``GPT2LMHeadModel``'s. See ``convert_gpt2.load_gpt2``."""
+        return _convert_gpt2().load_gpt2(path_or_model, dtype=dtype)
+
+    def to_gpt2(self) -> Any:
+        """This model as a stock ``transformers`` ``GPT2LMHeadModel`` with equal logits (``convert_gpt2.to_gpt2``)."""
+        return _convert_gpt2().to_gpt2(self)
+
     def set_output_embeddings(self, new_embeddings: nn.Linear) -> None:
         self.lm_head = new_embeddings
 
@@ -263,6 +274,16 @@ class ScratchGPTForSequenceClassification(ScratchGPTPreTrainedModel):
         return SequenceClassifierOutputWithPast(
             loss=loss, logits=pooled_logits, cache=outputs.cache, hidden_states=outputs.hidden_states
         )
+
+
+def _convert_gpt2() -> Any:
+    # Imported on use, and as "from . import": remote-code checkpoints copy only the files this module imports
+    # with "from .x import", and the converter is not needed to run the model.
+    try:
+        from . import convert_gpt2
+    except ImportError as err:  # inside a trust_remote_code copy
+        raise ImportError("GPT-2 conversion needs the scratch_gpt package: pip install scratch_gpt") from err
+    return convert_gpt2
 
 
 def last_real_token_index(

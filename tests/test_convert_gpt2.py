@@ -477,3 +477,18 @@ def test_converted_models_share_no_memory_with_the_source():
     assert torch.equal(gpt2.transformer.wte.weight, before)
     assert ours.transformer.gpt.trf_blocks[0].norm1.scale.abs().min() > 0
     assert ours.lm_head.weight is ours.transformer.gpt.tok_emb.weight  # the tie itself survives
+
+
+def test_model_class_methods_delegate_to_the_converter():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from scratch_gpt import ScratchGPTForCausalLM
+
+    torch.manual_seed(0)
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=50, n_positions=16, n_embd=32, n_layer=2, n_head=2)).eval()
+    ours = ScratchGPTForCausalLM.from_gpt2(gpt2).eval()
+    ids = torch.randint(0, 50, (2, 9))
+    torch.testing.assert_close(ours(ids).logits, gpt2(ids).logits, atol=1e-5, rtol=1e-5)
+    back = ours.to_gpt2().eval()
+    assert type(back).__name__ == "GPT2LMHeadModel"
+    torch.testing.assert_close(back(ids).logits, gpt2(ids).logits, atol=1e-5, rtol=1e-5)
