@@ -258,13 +258,8 @@ class ScratchGPTForSequenceClassification(ScratchGPTPreTrainedModel):
         logits = self.score(outputs.last_hidden_state)  # (B, T, num_labels)
         last = last_real_token_index(input_ids, attention_mask, self.config.pad_token_id, logits.shape[1])
         pooled_logits = logits[torch.arange(logits.shape[0], device=logits.device), last]  # (B, num_labels)
-        if labels is not None and labels.dtype in (torch.long, torch.int) and self.num_labels > 1:
-            if int(labels.min()) < 0 or int(labels.max()) >= self.num_labels:
-                raise ValueError(
-                    f"label {int(labels.max()) if int(labels.max()) >= self.num_labels else int(labels.min())} is "
-                    f"outside the classifier's {self.num_labels} classes [0, {self.num_labels}); set num_labels "
-                    f"when creating the model (e.g. from_pretrained(..., num_labels=N))"
-                )
+        if labels is not None:
+            _check_class_labels(labels, self.num_labels)
 
         loss = None
         if labels is not None:
@@ -273,6 +268,19 @@ class ScratchGPTForSequenceClassification(ScratchGPTPreTrainedModel):
             )
         return SequenceClassifierOutputWithPast(
             loss=loss, logits=pooled_logits, cache=outputs.cache, hidden_states=outputs.hidden_states
+        )
+
+
+def _check_class_labels(labels: torch.Tensor, num_labels: int) -> None:
+    """A clear error for integer class labels the classifier head cannot predict."""
+    if labels.dtype not in (torch.long, torch.int) or num_labels == 1 or labels.numel() == 0:
+        return  # regression / multi-label targets, or nothing to check
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0 or high >= num_labels:
+        raise ValueError(
+            f"label {high if high >= num_labels else low} is outside the classifier's {num_labels} classes "
+            f"[0, {num_labels}); create the model with enough classes, e.g. "
+            f"AutoModelForSequenceClassification.from_pretrained(dir, num_labels=N)"
         )
 
 

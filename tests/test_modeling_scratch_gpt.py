@@ -40,7 +40,9 @@ def test_auto_classes_resolve_our_model_type():
     assert isinstance(config, ScratchGPTConfig)
     assert isinstance(AutoModelForCausalLM.from_config(config), ScratchGPTForCausalLM)
     assert isinstance(AutoModel.from_config(config), ScratchGPTModel)
-    assert isinstance(AutoModelForSequenceClassification.from_config(config), ScratchGPTForSequenceClassification)
+    assert isinstance(
+        AutoModelForSequenceClassification.from_config(config), ScratchGPTForSequenceClassification
+    )
 
 
 def test_save_and_load_round_trip_exact(lm, saved_lm):
@@ -52,7 +54,12 @@ def test_save_and_load_round_trip_exact(lm, saved_lm):
     torch.testing.assert_close(loaded.eval()(ids).logits, lm(ids).logits, atol=0, rtol=0)
     assert (saved_lm / "model.safetensors").is_file()
     auto_map = json.loads((saved_lm / "config.json").read_text())["auto_map"]
-    assert set(auto_map) >= {"AutoConfig", "AutoModel", "AutoModelForCausalLM", "AutoModelForSequenceClassification"}
+    assert set(auto_map) >= {
+        "AutoConfig",
+        "AutoModel",
+        "AutoModelForCausalLM",
+        "AutoModelForSequenceClassification",
+    }
 
 
 def test_untied_model_keeps_separate_head(tmp_path):
@@ -69,7 +76,9 @@ def test_base_and_classifier_load_from_lm_checkpoint(lm, saved_lm):
     assert not info["missing_keys"]
     ids = random_ids(1, 5)
     torch.testing.assert_close(base.eval()(ids).last_hidden_state, lm.transformer(ids).last_hidden_state)
-    clf, info = AutoModelForSequenceClassification.from_pretrained(saved_lm, num_labels=3, output_loading_info=True)
+    clf, info = AutoModelForSequenceClassification.from_pretrained(
+        saved_lm, num_labels=3, output_loading_info=True
+    )
     assert info["missing_keys"] == {"score.weight"}
     assert clf(ids).logits.shape == (1, 3)
 
@@ -125,7 +134,16 @@ def test_same_logits_as_gpt2_architecture_with_copied_weights():
     torch.manual_seed(0)
     ours = ScratchGPTForCausalLM(tiny_config(qkv_bias=True)).eval()
     ref = GPT2LMHeadModel(
-        GPT2Config(vocab_size=100, n_positions=32, n_embd=64, n_layer=2, n_head=4, resid_pdrop=0, embd_pdrop=0, attn_pdrop=0)
+        GPT2Config(
+            vocab_size=100,
+            n_positions=32,
+            n_embd=64,
+            n_layer=2,
+            n_head=4,
+            resid_pdrop=0,
+            embd_pdrop=0,
+            attn_pdrop=0,
+        )
     ).eval()
     g = ours.transformer.gpt
     with torch.no_grad():
@@ -133,7 +151,9 @@ def test_same_logits_as_gpt2_architecture_with_copied_weights():
         ref.transformer.wpe.weight.copy_(g.pos_emb.weight)
         for blk, hb in zip(g.trf_blocks, ref.transformer.h):
             att = blk.att
-            hb.attn.c_attn.weight.copy_(torch.cat([att.W_query.weight, att.W_key.weight, att.W_value.weight]).T)
+            hb.attn.c_attn.weight.copy_(
+                torch.cat([att.W_query.weight, att.W_key.weight, att.W_value.weight]).T
+            )
             hb.attn.c_attn.bias.copy_(torch.cat([att.W_query.bias, att.W_key.bias, att.W_value.bias]))
             hb.attn.c_proj.weight.copy_(att.out_proj.weight.T)
             hb.attn.c_proj.bias.copy_(att.out_proj.bias)
@@ -188,7 +208,9 @@ def test_left_padded_batch_gives_each_prompt_its_own_result(lm):
     pad = lm.config.pad_token_id
     batch = torch.cat([torch.cat([torch.full((1, 4), pad), short], dim=1), long])
     mask = torch.cat([torch.cat([torch.zeros(1, 4), torch.ones(1, 3)], dim=1), torch.ones(1, 7)]).long()
-    kwargs = dict(max_new_tokens=8, do_sample=False, return_dict_in_generate=True, output_logits=True, pad_token_id=pad)
+    kwargs = dict(
+        max_new_tokens=8, do_sample=False, return_dict_in_generate=True, output_logits=True, pad_token_id=pad
+    )
     together = lm.generate(batch, attention_mask=mask, **kwargs)
     for row, prompt in enumerate((short, long)):
         alone = lm.generate(prompt, **kwargs)
@@ -257,3 +279,10 @@ def test_checkpoint_of_different_architecture_raises(saved_lm, tmp_path):
     (tmp_path / "other" / "config.json").write_text(json.dumps(config))  # config says 64 wide, weights are 32
     with pytest.raises(Exception, match="(?i)size mismatch|mismatched|shape"):
         AutoModelForCausalLM.from_pretrained(tmp_path / "other")
+
+
+def test_classifier_rejects_labels_beyond_its_classes():
+    clf = ScratchGPTForSequenceClassification(tiny_config(num_labels=2))
+    with pytest.raises(ValueError, match=r"label 2 is outside the classifier's 2 classes"):
+        clf(random_ids(2, 5), labels=torch.tensor([0, 2]))
+    assert clf(random_ids(2, 5), labels=torch.tensor([0, 1])).loss is not None
