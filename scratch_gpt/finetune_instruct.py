@@ -299,12 +299,16 @@ def generate_test_responses(
 
 
 def evaluate_instruction_model(
-    model: nn.Module, loaders: dict[str, DataLoader], device: Any = None
+    model: nn.Module, loaders: dict[str, DataLoader], device: Any = None, train_batches: int | None = 10
 ) -> dict[str, float | int]:
-    """Held-out numbers: the book's batch-mean loss (train/val/test) and per-token response loss/perplexity."""
+    """Held-out numbers: the book's batch-mean loss (train/val/test) and per-token response loss/perplexity.
+
+    Validation and test use every record; the training loss uses the first ``train_batches`` batches of the
+    (shuffled) training loader, as the book's ``evaluate_model`` does (None: all of them, slow on a CPU).
+    """
     model.eval()
     metrics: dict[str, float | int] = {
-        "train_loss": calc_loss_loader(loaders["train"], model, device),
+        "train_loss": calc_loss_loader(loaders["train"], model, device, num_batches=train_batches),
         "val_loss": calc_loss_loader(loaders["val"], model, device),
         "test_loss": calc_loss_loader(loaders["test"], model, device),
     }
