@@ -1,0 +1,520 @@
+"""The pretraining loop, written out (book chapter 5, with appendix D's extras), running on ``accelerate``.
+
+Chapter 5's ``train_model_simple`` is: for each batch, ``calc_loss_batch`` -> ``loss.backward()`` ->
+``optimizer.step()``; every ``eval_freq`` steps print train/val loss (``evaluate_model``) and a generated
+sample. Appendix D adds linear warmup, cosine decay and gradient clipping. ``pretrain`` is that loop, plus
+what a real run needs:
+
+* ``accelerate`` underneath, so the same code runs on CPU, one GPU, or many GPUs/nodes with
+  ``accelerate launch`` (DDP; FSDP through an accelerate config, see docs/pretraining.md), with bf16
+  mixed precision where the hardware has it;
+* AdamW with two parameter groups (weight decay only on matrices, ``dim() >= 2``, not on biases and
+  LayerNorm parameters), gradient accumulation, optional ``torch.compile``;
+* evaluation (loss and perplexity) and a greedy sample every ``eval_interval`` steps, a tqdm bar with
+  loss and tokens/s, and the loss history as JSON and a PNG plot in the output folder;
+* atomic checkpoints every ``save_interval`` steps (see ``checkpoints.py``) with optimizer, scheduler, RNG
+  states and the data position, and ``resume=True``, which on CPU with a fixed seed reproduces the
+  uninterrupted run's losses exactly.
+
+Data: ``train_data``/``val_data`` are map-style datasets of ``(input, target)`` windows (``GPTDatasetV1``,
+``TokenFileDataset``). The order of windows is a permutation seeded by ``(seed, epoch)``, and the global
+batch (``batch_size`` x processes) is cut into one slice per process, so a resumed or multi-process run sees
+exactly the batches a single uninterrupted process would.
+
+Deliberately not here: tokenizer training, corpus reading and model construction (``pretrain_recipe.py``),
+FSDP-specific checkpoint formats, and early stopping.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .checkpoints import ensure_writable_dir, find_resumable_checkpoint
+from .loss_history import HISTORY_FILE, LossHistory
+from .training_state import restore_training_checkpoint, save_final_model, save_training_checkpoint
+
+__all__ = [
+    "PretrainConfig",
+    "PretrainResult",
+    "calc_loss_batch",
+    "calc_loss_loader",
+    "lr_at_step",
+    "param_groups",
+    "pretrain",
+]
+
+
+@dataclass
+class PretrainConfig:
+    """Settings of one pretraining run. Set ``max_steps`` or ``num_epochs`` (optimizer steps or passes).
+
+    ``batch_size`` is per process and per micro-step; one optimizer step sees
+    ``batch_size * num_processes * grad_accum_steps`` windows. Every ``eval_interval`` steps the model is
+    evaluated on the first ``eval_batches`` batches of each split (the book's ``eval_iter``; None = all)
+    and, given a tokenizer, greedily continues ``sample_prompt``. A checkpoint is written every
+    ``save_interval`` steps and at the end (None: never); the ``keep_checkpoints`` newest are kept.
+    ``mixed_precision="auto"`` is bf16 on GPUs that support it, full precision elsewhere.
+    """
+
+    output_dir: str | Path
+    max_steps: int | None = None
+    num_epochs: int | None = None
+    batch_size: int = 8
+    grad_accum_steps: int = 1
+    learning_rate: float = 4e-4
+    min_lr: float = 0.0
+    warmup_steps: int = 0
+    lr_schedule: str = "cosine"
+    weight_decay: float = 0.1
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    grad_clip: float | None = 1.0
+    eval_interval: int = 50
+    eval_batches: int | None = 10
+    save_interval: int | None = 500
+    keep_checkpoints: int = 2
+    sample_prompt: str | None = "Every effort moves you"
+    sample_tokens: int = 30
+    seed: int = 123
+    shuffle: bool = True
+    mixed_precision: str = "auto"
+    compile: bool = False
+    num_workers: int = 0
+    resume: bool = False
+    show_progress: bool = True
+    dataset_name: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.max_steps is None) == (self.num_epochs is None):
+            raise ValueError(
+                "set exactly one of max_steps (optimizer steps) or num_epochs (passes over the data)"
+            )
+        optional = ("max_steps", "num_epochs", "save_interval", "eval_batches")  # None = not used
+        positive = ("batch_size", "grad_accum_steps", "eval_interval", "keep_checkpoints", "sample_tokens")
+        for name in positive + tuple(n for n in optional if getattr(self, n) is not None):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("warmup_steps", "num_workers"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+        if not self.learning_rate > 0 or not 0 <= self.min_lr <= self.learning_rate:
+            raise ValueError(
+                f"need learning_rate > 0 and 0 <= min_lr <= learning_rate, got {self.learning_rate}, {self.min_lr}"
+            )
+        if self.lr_schedule not in ("cosine", "constant"):
+            raise ValueError(f"lr_schedule must be 'cosine' or 'constant', got {self.lr_schedule!r}")
+        if self.weight_decay < 0 or (self.grad_clip is not None and self.grad_clip <= 0):
+            raise ValueError("weight_decay must be >= 0 and grad_clip > 0 (or None for no clipping)")
+        if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):
+            raise ValueError(f"mixed_precision must be auto, no, bf16 or fp16, got {self.mixed_precision!r}")
+        self.adam_betas = tuple(self.adam_betas)  # JSON round trips give lists
+
+
+@dataclass
+class PretrainResult:
+    """What ``pretrain`` returns: the final step, the history, and where things were written."""
+
+    step: int
+    tokens_seen: int
+    history: LossHistory
+    output_dir: Path
+    history_path: Path
+    plot_path: Path | None
+    checkpoint: Path | None
+    resumed_from: Path | None = None
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------------------
+# The pure pieces: loss, learning-rate schedule, parameter groups
+# --------------------------------------------------------------------------------------------------------
+
+
+def _logits(model: torch.nn.Module, input_batch: torch.Tensor) -> torch.Tensor:
+    inner = getattr(model, "module", model)  # DDP wraps the model in .module
+    inner = getattr(inner, "_orig_mod", inner)  # torch.compile wraps it in ._orig_mod
+    if hasattr(inner, "generation_config"):  # a transformers causal LM: no KV cache while training
+        return model(input_ids=input_batch, use_cache=False).logits
+    return model(input_batch)
+
+
+def calc_loss_batch(
+    input_batch: torch.Tensor, target_batch: torch.Tensor, model: torch.nn.Module, device: Any = None
+) -> torch.Tensor:
+    """The book's loss of one batch: cross-entropy of the logits ``(B, T, V)`` against targets ``(B, T)``.
+
+    Works with a ``GPTModel`` (returns logits) and with a Hugging Face causal LM (returns ``.logits``).
+    """
+    if device is not None:
+        input_batch, target_batch = input_batch.to(device), target_batch.to(device)
+    logits = _logits(model, input_batch)  # (B, T, vocab_size)
+    return torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), target_batch.flatten())  # (B*T, V)
+
+
+@torch.no_grad()
+def calc_loss_loader(
+    data_loader: Any, model: torch.nn.Module, device: Any = None, num_batches: int | None = None
+) -> float:
+    """The book's average loss over the first ``num_batches`` batches (all when None; NaN when empty)."""
+    if len(data_loader) == 0:
+        return float("nan")
+    num_batches = len(data_loader) if num_batches is None else min(num_batches, len(data_loader))
+    total = 0.0
+    for i, (input_batch, target_batch) in enumerate(data_loader):
+        if i >= num_batches:
+            break
+        total += calc_loss_batch(input_batch, target_batch, model, device).item()
+    return total / num_batches
+
+
+def lr_at_step(
+    step: int,
+    *,
+    peak_lr: float,
+    total_steps: int,
+    warmup_steps: int = 0,
+    min_lr: float = 0.0,
+    schedule: str = "cosine",
+) -> float:
+    """Appendix D's learning rate for optimizer step ``step`` (0-based): linear warmup, then cosine decay.
+
+    Warmup goes linearly from ``peak_lr / warmup_steps`` (step 0) to ``peak_lr`` (step ``warmup_steps - 1``);
+    cosine decay then goes from ``peak_lr`` down to ``min_lr`` at the last step (``total_steps - 1``).
+    ``schedule="constant"`` keeps ``peak_lr`` after warmup (the book's chapter 5 run).
+    """
+    if step < warmup_steps:
+        return peak_lr * (step + 1) / warmup_steps
+    if schedule == "constant":
+        return peak_lr
+    decay_steps = max(1, total_steps - 1 - warmup_steps)
+    progress = min(1.0, (step - warmup_steps) / decay_steps)
+    return min_lr + (peak_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _lr_multiplier(step: int, **kwargs: Any) -> float:
+    return lr_at_step(step, **kwargs) / kwargs["peak_lr"]
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups: weight decay on parameters with ``dim() >= 2`` (weight matrices, embeddings), none on
+    biases and LayerNorm scale/shift. Tied parameters appear once."""
+    decay, no_decay = [], []
+    for param in model.parameters():  # .parameters() yields a tied tensor only once
+        if param.requires_grad:
+            (decay if param.dim() >= 2 else no_decay).append(param)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+# --------------------------------------------------------------------------------------------------------
+# Data order: a reproducible stream of global micro-batches, sliced per process
+# --------------------------------------------------------------------------------------------------------
+
+
+class _BatchStream:
+    """Global micro-batch ``m`` (counting across epochs) -> this process's slice of it.
+
+    Epoch ``e`` visits the windows in ``randperm(len, seed + e)`` order (or in order without shuffle);
+    incomplete last batches are dropped (the book's ``drop_last=True`` for training).
+    """
+
+    def __init__(self, data: Dataset, batch_size: int, rank: int, world: int, cfg: PretrainConfig) -> None:
+        self.data, self.batch_size, self.rank, self.world, self.cfg = data, batch_size, rank, world, cfg
+        self.global_batch = batch_size * world
+        self.batches_per_epoch = len(data) // self.global_batch  # type: ignore[arg-type]
+        if self.batches_per_epoch == 0:
+            raise ValueError(
+                f"the training data has {len(data)} windows, fewer than one global batch of "  # type: ignore[arg-type]
+                f"{self.global_batch} (batch_size {batch_size} x {world} processes); use more data or a "
+                "smaller batch_size / max_length"
+            )
+
+    def _order(self, epoch: int) -> torch.Tensor:
+        n = len(self.data)  # type: ignore[arg-type]
+        if not self.cfg.shuffle:
+            return torch.arange(n)
+        return torch.randperm(n, generator=torch.Generator().manual_seed(self.cfg.seed + epoch))
+
+    def iterate(self, start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        m = start
+        while True:
+            epoch, first = divmod(m, self.batches_per_epoch)
+            order = self._order(epoch).tolist()
+            lo = self.rank * self.batch_size
+            batches = [
+                order[b * self.global_batch + lo : b * self.global_batch + lo + self.batch_size]
+                for b in range(first, self.batches_per_epoch)
+            ]
+            # a private generator: creating a DataLoader iterator must not consume the global RNG (dropout's)
+            loader = DataLoader(
+                self.data,
+                batch_sampler=batches,
+                num_workers=self.cfg.num_workers,
+                generator=torch.Generator(),
+            )
+            yield from loader
+            m = (epoch + 1) * self.batches_per_epoch
+
+
+def _eval_loader(data: Dataset, batch_size: int) -> DataLoader:
+    return DataLoader(
+        data, batch_size=batch_size, shuffle=False, drop_last=False, generator=torch.Generator()
+    )
+
+
+@torch.no_grad()
+def _evaluate(model: torch.nn.Module, data: Dataset | None, cfg: PretrainConfig, accelerator: Any) -> float:
+    """Mean loss per target token over the first ``eval_batches`` batches (NaN without data).
+
+    Batches are spread over processes. Unlike the book's ``calc_loss_loader`` (a mean of batch means), a
+    smaller last batch gets its proper weight, so the result does not depend on the batch size.
+    """
+    if data is None or len(data) == 0:  # type: ignore[arg-type]
+        return float("nan")
+    loader = _eval_loader(data, cfg.batch_size)
+    limit = len(loader) if cfg.eval_batches is None else min(cfg.eval_batches, len(loader))
+    total = torch.zeros(2, device=accelerator.device, dtype=torch.float64)  # (sum of token losses, tokens)
+    for i, (x, y) in enumerate(loader):
+        if i >= limit:
+            break
+        if i % accelerator.num_processes == accelerator.process_index:
+            total[0] += calc_loss_batch(x, y, model, accelerator.device).item() * y.numel()
+            total[1] += y.numel()
+    total = accelerator.reduce(total, reduction="sum")
+    return float(total[0] / total[1])
+
+
+def _sample(model: torch.nn.Module, tokenizer: Any, cfg: PretrainConfig, device: Any) -> str | None:
+    if cfg.sample_prompt is None or tokenizer is None:
+        return None
+    from .generation import generate, text_to_token_ids, token_ids_to_text
+
+    idx = text_to_token_ids(cfg.sample_prompt, tokenizer).to(device)
+    out = generate(model, idx, max_new_tokens=cfg.sample_tokens)  # greedy: touches no RNG
+    return token_ids_to_text(out, tokenizer).replace("\n", " ")
+
+
+# --------------------------------------------------------------------------------------------------------
+# The loop
+# --------------------------------------------------------------------------------------------------------
+
+
+def _accumulate_gradients(
+    model: torch.nn.Module,
+    batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
+    accum_steps: int,
+    accelerator: Any,
+) -> tuple[torch.Tensor, int]:
+    """Forward/backward ``accum_steps`` micro-batches (gradients add up; DDP syncs only on the last one).
+
+    Each micro-batch loss is divided by ``accum_steps``, so the summed gradient is the gradient of the mean
+    loss over the whole accumulated batch. Returns that mean loss and the tokens seen by all processes.
+    """
+    model.train()
+    step_loss = torch.zeros((), device=accelerator.device)
+    tokens = 0
+    for micro in range(accum_steps):
+        x, y = next(batches)
+        x, y = x.to(accelerator.device), y.to(accelerator.device)
+        last = micro == accum_steps - 1
+        with nullcontext() if last else accelerator.no_sync(model):
+            loss = calc_loss_batch(x, y, model) / accum_steps
+            accelerator.backward(loss)
+        step_loss += loss.detach()
+        tokens += x.numel() * accelerator.num_processes
+    return step_loss, tokens
+
+
+def make_accelerator(mixed_precision: str = "auto", cpu: bool = False) -> Any:
+    """An ``accelerate.Accelerator``; ``"auto"`` picks bf16 on GPUs that support it, full precision otherwise."""
+    from accelerate import Accelerator
+
+    if mixed_precision == "auto":
+        bf16 = not cpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        mixed_precision = "bf16" if bf16 else "no"
+    return Accelerator(mixed_precision=mixed_precision, cpu=cpu)
+
+
+def pretrain(
+    model: torch.nn.Module,
+    train_data: Dataset,
+    val_data: Dataset | None,
+    config: PretrainConfig,
+    *,
+    tokenizer: Any = None,
+    accelerator: Any = None,
+    on_step: Callable[[int, float], None] | None = None,
+) -> PretrainResult:
+    """Train ``model`` (a Hugging Face causal LM, e.g. ``ScratchGPTForCausalLM``) on ``(input, target)`` windows.
+
+    Writes into ``config.output_dir``: the final model + tokenizer (Hugging Face format, loadable with
+    ``AutoModelForCausalLM.from_pretrained(output_dir)``), ``training_history.json``, ``loss_plot.png`` and
+    ``checkpoints/checkpoint-<step>/``. ``on_step(step, loss)`` is called after every optimizer step.
+    """
+    cfg = config
+    started = time.perf_counter()
+    if accelerator is None:
+        accelerator = make_accelerator(cfg.mixed_precision)
+    output_dir = Path(cfg.output_dir)
+    ckpt_root = output_dir / "checkpoints"
+    if accelerator.is_main_process:
+        ensure_writable_dir(output_dir)
+    world, rank = accelerator.num_processes, accelerator.process_index
+
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    stream = _BatchStream(train_data, cfg.batch_size, rank, world, cfg)
+    total_steps = cfg.max_steps or math.ceil(cfg.num_epochs * stream.batches_per_epoch / cfg.grad_accum_steps)
+    schedule = dict(
+        peak_lr=cfg.learning_rate,
+        total_steps=total_steps,
+        warmup_steps=cfg.warmup_steps,
+        min_lr=cfg.min_lr,
+        schedule=cfg.lr_schedule,
+    )
+    optimizer = torch.optim.AdamW(
+        param_groups(model, cfg.weight_decay), lr=cfg.learning_rate, betas=cfg.adam_betas, fused=None
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(_lr_multiplier, **schedule))
+    model, optimizer = accelerator.prepare(model, optimizer)
+    if cfg.compile:
+        model = torch.compile(model)
+
+    expected = {
+        "global_batch": stream.global_batch * cfg.grad_accum_steps,
+        "num_train_windows": len(train_data),
+    }
+    state: dict[str, Any] = {"step": 0, "micro_batches": 0, "tokens_seen": 0, **expected}
+    history = LossHistory(
+        dataset=cfg.dataset_name, hyperparameters=_hyperparameters(cfg, stream, total_steps)
+    )
+    resumed_from = find_resumable_checkpoint(ckpt_root) if cfg.resume else None
+    if resumed_from is not None:
+        state, history = restore_training_checkpoint(
+            resumed_from, model, optimizer, scheduler, accelerator, expected
+        )
+        accelerator.print(f"Resuming from {resumed_from} (step {state['step']})")
+    state["config"] = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}
+
+    batches = stream.iterate(state["micro_batches"])
+    tokens_per_micro = stream.global_batch * getattr(train_data, "max_length", 0)
+    progress = _progress_bar(cfg, accelerator, state["step"], total_steps)
+    checkpoint = None
+    window_start, window_tokens = time.perf_counter(), 0
+    while state["step"] < total_steps:
+        step_loss, tokens = _accumulate_gradients(model, batches, cfg.grad_accum_steps, accelerator)
+        state["micro_batches"] += cfg.grad_accum_steps
+        state["tokens_seen"] += tokens
+        window_tokens += tokens
+        if cfg.grad_clip is not None:
+            accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        lr = optimizer.param_groups[0]["lr"]
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        state["step"] += 1
+        step = state["step"]
+        loss_value = float(accelerator.reduce(step_loss, reduction="mean"))
+        epoch = state["micro_batches"] / stream.batches_per_epoch
+        history.add_step(step, state["tokens_seen"], epoch, loss_value, lr)
+        if on_step is not None:
+            on_step(step, loss_value)
+        if progress is not None:
+            rate = window_tokens / max(time.perf_counter() - window_start, 1e-9)
+            progress.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{rate:,.0f}", refresh=False)
+            progress.update(1)
+        if step % cfg.eval_interval == 0 or step == total_steps:
+            model.eval()
+            train_loss = _evaluate(model, train_data, cfg, accelerator)
+            val_loss = _evaluate(model, val_data, cfg, accelerator)
+            sample = _sample(accelerator.unwrap_model(model), tokenizer, cfg, accelerator.device)
+            history.add_eval(step, state["tokens_seen"], epoch, train_loss, val_loss, sample)
+            _log(progress, accelerator, history.last_eval())
+            if accelerator.is_main_process:
+                history.save(output_dir)
+            window_start, window_tokens = time.perf_counter(), 0
+        if cfg.save_interval and (step % cfg.save_interval == 0 or step == total_steps):
+            checkpoint = save_training_checkpoint(
+                ckpt_root,
+                state,
+                history,
+                model,
+                optimizer,
+                scheduler,
+                tokenizer,
+                accelerator,
+                cfg.keep_checkpoints,
+            )
+    if progress is not None:
+        progress.close()
+
+    plot_path = None
+    if accelerator.is_main_process:
+        save_final_model(accelerator.unwrap_model(model), tokenizer, output_dir)
+        history.save(output_dir)
+        plot_path = history.plot(output_dir / "loss_plot.png")
+    accelerator.wait_for_everyone()
+    return PretrainResult(
+        step=state["step"],
+        tokens_seen=state["tokens_seen"],
+        history=history,
+        output_dir=output_dir,
+        history_path=output_dir / HISTORY_FILE,
+        plot_path=plot_path,
+        checkpoint=checkpoint,
+        resumed_from=resumed_from,
+        seconds=time.perf_counter() - started,
+        extra={"tokens_per_micro_batch": tokens_per_micro, "total_steps": total_steps},
+    )
+
+
+def _hyperparameters(cfg: PretrainConfig, stream: _BatchStream, total_steps: int) -> dict[str, Any]:
+    return {
+        "optimizer steps": total_steps,
+        "global batch (windows)": stream.global_batch * cfg.grad_accum_steps,
+        "processes": stream.world,
+        "gradient accumulation": cfg.grad_accum_steps,
+        "peak learning rate": cfg.learning_rate,
+        "schedule": f"{cfg.warmup_steps} warmup steps, then {cfg.lr_schedule} (min {cfg.min_lr})",
+        "weight decay": cfg.weight_decay,
+        "gradient clipping": cfg.grad_clip,
+        "seed": cfg.seed,
+    }
+
+
+def _progress_bar(cfg: PretrainConfig, accelerator: Any, initial: int, total: int) -> Any:
+    if not (cfg.show_progress and accelerator.is_local_main_process):
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc="pretrain", unit="step", dynamic_ncols=True)
+
+
+def _log(progress: Any, accelerator: Any, record: dict[str, Any]) -> None:
+    if not accelerator.is_main_process:
+        return
+    line = (
+        f"step {record['steps']:>6} | tokens {record['tokens_seen']:>10,} | train loss {record['train_losses']:.3f} "
+        f"| val loss {record['val_losses']:.3f} (ppl {record['val_perplexity']:.1f})"
+    )
+    if record.get("samples"):
+        line += f"\n  sample: {record['samples']}"
+    if progress is not None:
+        progress.write(line)
