@@ -1,0 +1,459 @@
+"""Tests for scratch_gpt.finetune_classifier: chapter 6's loss, accuracy, freezing, loop and end-to-end pipeline.
+
+Oracles: hand computation on the classifier's hidden states (pooling), ``F.cross_entropy``, a stub model with
+known predictions (accuracy), parameter counts computed from the shapes (freeze policies), and a reload of the
+saved checkpoint (its accuracy must equal the reported one). Everything runs on a tiny model trained for a few
+steps on a small synthetic ``label<TAB>text`` file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import scratch_gpt.finetune_classifier as fc
+from scratch_gpt import ScratchGPTConfig
+from scratch_gpt.classification import select_last_token
+from scratch_gpt.finetune_classifier import (
+    apply_freeze_policy,
+    calc_accuracy_loader,
+    calc_loss_batch,
+    calc_loss_loader,
+    classifier_logits,
+    evaluate_classifier,
+    finetune_classifier,
+    load_classifier,
+    train_classifier_simple,
+    unwrap_trained_model,
+)
+from scratch_gpt.lora import LinearWithLoRA
+
+HAM = [
+    "see you at the {} around {} ok",
+    "can you bring the {} home tonight, love you",
+    "i am running {} minutes late for the {}",
+    "did you finish the {} yet? call me after {}",
+]
+SPAM = [
+    "WINNER! claim your FREE {} now, txt WIN to 8{}0",
+    "URGENT: you have won a {} prize! call 0900{} to claim",
+]
+PLACES = ["cafe", "station", "office", "park", "library", "gym"]
+
+
+def write_sms_tsv(path, n_ham: int = 24, n_spam: int = 16):
+    """A small SMS-spam-like file: easy to classify, so a few steps of training separate the classes."""
+    lines = [f"ham\t{HAM[i % len(HAM)].format(PLACES[i % len(PLACES)], i + 2)}" for i in range(n_ham)]
+    lines += [f"spam\t{SPAM[i % len(SPAM)].format(PLACES[i % len(PLACES)], 10 + i)}" for i in range(n_spam)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def make_tiny_checkpoint(directory, *, n_positions: int = 48, seed: int = 0):
+    """A tiny pretrained-looking causal LM with its own BPE tokenizer (separate <|pad|>), saved to ``directory``."""
+    from scratch_gpt import BPETokenizer, ScratchGPTForCausalLM, ScratchGPTTokenizerFast
+
+    text = " ".join(t.format("x", 1) for t in HAM + SPAM) * 3
+    bpe = BPETokenizer.train(text, 300, special_tokens=("<|endoftext|>", "<|pad|>"))
+    tokenizer = ScratchGPTTokenizerFast.from_bpe(bpe, model_max_length=n_positions)
+    torch.manual_seed(seed)
+    config = ScratchGPTConfig(
+        vocab_size=len(tokenizer),
+        n_positions=n_positions,
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        dropout=0.0,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    ScratchGPTForCausalLM(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("finetune")
+    make_tiny_checkpoint(root / "lm")
+    write_sms_tsv(root / "sms.tsv")
+    return root
+
+
+@pytest.fixture()
+def classifier(workdir):
+    torch.manual_seed(0)
+    return load_classifier(workdir / "lm", pad_token_id=1)
+
+
+def _ids(rows: list[list[int]], length: int, pad: int = 1) -> torch.Tensor:
+    return torch.tensor([row + [pad] * (length - len(row)) for row in rows])
+
+
+# --- pooling, loss, accuracy ------------------------------------------------------------------------------------
+
+
+def test_pooling_matches_hand_computed_positions(classifier):
+    classifier.eval()
+    ids = _ids([[5, 6, 7], [8, 9, 10, 11, 12]], 6)
+    with torch.no_grad():
+        per_token = classifier.score(
+            classifier.transformer(ids, use_cache=False).last_hidden_state
+        )  # (B, T, 2)
+        last_real = classifier_logits(classifier, ids, pad_token_id=1, pooling="last_real")
+        last = classifier_logits(classifier, ids, pad_token_id=1, pooling="last")
+        alone = classifier_logits(classifier, ids[:1, :3], pad_token_id=1)
+    torch.testing.assert_close(last_real, per_token[[0, 1], [2, 4]])
+    torch.testing.assert_close(last_real, select_last_token(per_token, input_ids=ids, pad_token_id=1))
+    torch.testing.assert_close(last, per_token[:, -1])
+    torch.testing.assert_close(last_real[:1], alone)  # right padding does not change the real tokens
+    assert not torch.allclose(last, last_real)
+    with pytest.raises(ValueError, match="pooling must be one of"):
+        classifier_logits(classifier, ids, pad_token_id=1, pooling="mean")
+
+
+def test_calc_loss_batch_and_loader_are_cross_entropy(classifier):
+    classifier.eval()
+    ids, labels = _ids([[5, 6], [7, 8, 9], [10]], 4), torch.tensor([0, 1, 1])
+    with torch.no_grad():
+        expected = F.cross_entropy(classifier_logits(classifier, ids, pad_token_id=1), labels)
+        loss = calc_loss_batch(ids, labels, classifier, "cpu", pad_token_id=1)
+    torch.testing.assert_close(loss, expected)
+    loader = DataLoader(TensorDataset(ids, labels), batch_size=1)
+    with torch.no_grad():
+        per_batch = [calc_loss_batch(x, y, classifier, "cpu", pad_token_id=1).item() for x, y in loader]
+    assert calc_loss_loader(loader, classifier, "cpu", pad_token_id=1) == pytest.approx(sum(per_batch) / 3)
+    assert calc_loss_loader(loader, classifier, "cpu", 2, pad_token_id=1) == pytest.approx(
+        sum(per_batch[:2]) / 2
+    )
+    empty = DataLoader(TensorDataset(ids[:0], labels[:0]))
+    assert math.isnan(calc_loss_loader(empty, classifier, "cpu", pad_token_id=1))
+
+
+class _ParityStub(nn.Module):
+    """Predicts class ``first token % 2`` (a known answer for accuracy)."""
+
+    def forward(self, input_ids, attention_mask=None, use_cache=None):
+        first = input_ids[:, 0] % 2
+        return SimpleNamespace(logits=F.one_hot(first, 2).float())
+
+
+def test_calc_accuracy_loader_known_answer():
+    ids = torch.tensor([[2, 1], [3, 1], [4, 1], [5, 1], [6, 1], [7, 1]])
+    labels = torch.tensor([0, 1, 1, 1, 0, 0])  # right, right, wrong, right, right, wrong
+    loader = DataLoader(TensorDataset(ids, labels), batch_size=2)
+    assert calc_accuracy_loader(loader, _ParityStub(), "cpu", pad_token_id=1) == pytest.approx(4 / 6)
+    assert calc_accuracy_loader(loader, _ParityStub(), "cpu", 1, pad_token_id=1) == 1.0
+    assert evaluate_classifier(loader, _ParityStub(), "cpu", pad_token_id=1, pooling="last")[
+        1
+    ] == pytest.approx(4 / 6)
+
+
+# --- freeze policies --------------------------------------------------------------------------------------------
+
+
+def _trainable(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def test_freeze_policies_train_the_books_parts(classifier):
+    total = sum(p.numel() for p in classifier.parameters())
+    assert _trainable(apply_freeze_policy(classifier, "all")) == total
+    model = apply_freeze_policy(classifier, "last_block")
+    gpt = model.transformer.gpt
+    expected = sum(
+        p.numel() for m in (gpt.trf_blocks[-1], gpt.final_norm, model.score) for p in m.parameters()
+    )
+    assert _trainable(model) == expected
+    assert not gpt.trf_blocks[0].att.W_query.weight.requires_grad and not gpt.tok_emb.weight.requires_grad
+
+
+def test_freeze_lora_hand_written_counts_every_linear(classifier):
+    linears = [(m.in_features, m.out_features) for m in classifier.modules() if isinstance(m, nn.Linear)]
+    model = apply_freeze_policy(classifier, "lora", lora_rank=4, lora_alpha=8)
+    assert _trainable(model) == sum(4 * (i + o) for i, o in linears)  # A (in, r) + B (r, out) per Linear
+    assert isinstance(model.score, LinearWithLoRA)  # the book adapts the new head too
+    with torch.no_grad():
+        model.score.lora.B.normal_()
+    ids = _ids([[5, 6, 7], [8, 9]], 4)
+    model.eval()
+    before = classifier_logits(model, ids, pad_token_id=1)
+    merged = unwrap_trained_model(model)
+    assert not any(isinstance(m, LinearWithLoRA) for m in merged.modules())
+    torch.testing.assert_close(classifier_logits(merged, ids, pad_token_id=1), before)
+
+
+def test_freeze_peft_lora_targets_blocks_and_trains_the_head(classifier):
+    pytest.importorskip("peft")
+    cfg = classifier.config
+    model = apply_freeze_policy(classifier, "peft-lora", lora_rank=4, lora_alpha=2)
+    d, inner = cfg.n_embd, 4 * cfg.n_embd
+    per_block = 4 * 4 * (d + d) + 4 * (d + inner) + 4 * (inner + d)  # q, k, v, out; fc_in; fc_out
+    assert _trainable(model) == cfg.n_layer * per_block + d * cfg.num_labels
+    lora_a = model.base_model.model.transformer.gpt.trf_blocks[0].att.W_query.lora_A["default"]
+    assert (
+        model.base_model.model.transformer.gpt.trf_blocks[0].att.W_query.scaling["default"] == 2
+    )  # book alpha*r/r
+    assert lora_a.weight.shape == (4, d)
+    plain = unwrap_trained_model(model)
+    assert type(plain).__name__ == "ScratchGPTForSequenceClassification"
+
+
+def test_freeze_bad_input(classifier):
+    with pytest.raises(ValueError, match="freeze must be one of"):
+        apply_freeze_policy(classifier, "none")
+    with pytest.raises(ValueError, match="expected a ScratchGPTForSequenceClassification"):
+        apply_freeze_policy(nn.Linear(2, 2), "all")
+
+
+# --- the training loop ------------------------------------------------------------------------------------------
+
+
+def _toy_loaders():
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(2, 40, (32, 6), generator=generator)
+    labels = (ids[:, -1] % 2).long()  # learnable from the last real token
+    data = TensorDataset(ids, labels)
+    train = DataLoader(data, batch_size=8, shuffle=True, drop_last=True, generator=generator)
+    return train, DataLoader(data, batch_size=8)
+
+
+def test_train_classifier_simple_learns_and_records_history(classifier):
+    train, val = _toy_loaders()
+    model = apply_freeze_policy(classifier, "all")
+    before = calc_loss_loader(val, model, "cpu", pad_token_id=1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    lines = []
+    history = train_classifier_simple(
+        model,
+        train,
+        val,
+        optimizer,
+        "cpu",
+        num_epochs=5,
+        eval_freq=3,
+        eval_iter=2,
+        pad_token_id=1,
+        log=lines.append,
+    )
+    assert history.global_step == 20 and history.examples_seen == 160
+    assert history.steps == [0, 3, 6, 9, 12, 15, 18]  # the book evaluates after the first step, then every 3
+    assert history.examples_seen_at_eval[:2] == [8, 32]
+    assert len(history.train_accs) == len(history.val_accs) == 5
+    assert calc_loss_loader(val, model, "cpu", pad_token_id=1) < before
+    assert any(line.startswith("Ep 1 (Step 000000): Train loss") for line in lines)
+    assert json.dumps(history.to_dict())
+
+
+def test_train_classifier_simple_max_steps_and_bad_args(classifier):
+    train, val = _toy_loaders()
+    optimizer = torch.optim.AdamW(classifier.parameters(), lr=1e-3)
+    history = train_classifier_simple(
+        classifier, train, val, optimizer, "cpu", 3, 1, 1, pad_token_id=1, max_steps=2
+    )
+    assert history.global_step == 2 and len(history.train_accs) == 1
+    for bad in ({"num_epochs": 0}, {"eval_freq": 0}, {"eval_iter": 1.5}):
+        args = {"num_epochs": 1, "eval_freq": 1, "eval_iter": 1, **bad}
+        with pytest.raises(ValueError, match="must be a positive integer"):
+            train_classifier_simple(classifier, train, val, optimizer, "cpu", pad_token_id=1, **args)
+
+
+# --- end to end -------------------------------------------------------------------------------------------------
+
+
+def _run(workdir, out, **kwargs):
+    settings = dict(epochs=2, batch_size=4, lr=3e-3, eval_freq=2, eval_iter=1, before_batches=None)
+    settings.update(kwargs)
+    return finetune_classifier(workdir / "lm", workdir / "sms.tsv", out, **settings)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("freeze", ["all", "last_block", "lora", "peft-lora"])
+def test_finetune_classifier_end_to_end_and_reload(workdir, tmp_path, freeze):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    if freeze == "peft-lora":
+        pytest.importorskip("peft")
+    out = tmp_path / "clf"
+    result = _run(workdir, out, freeze=freeze, lora_rank=2, lora_alpha=4)
+    assert result["split_sizes"] == {"train": 22, "validation": 3, "test": 7}  # 16 + 16 balanced, 70/10/20
+    assert result["trainable_params"] < result["total_params"] or freeze == "all"
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "results.json",
+        "classifier_curves.png",
+    ):
+        assert (out / name).is_file(), name
+    assert not list(tmp_path.glob(".tmp-*"))
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["accuracy"] == result["accuracy"] and saved["freeze"] == freeze
+
+    model = AutoModelForSequenceClassification.from_pretrained(out)
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    assert type(model).__name__ == "ScratchGPTForSequenceClassification"
+    assert (
+        model.config.id2label == {0: "ham", 1: "spam"} and model.config.pad_token_id == tokenizer.pad_token_id
+    )
+    assert not any("lora" in key for key in model.state_dict())
+    from scratch_gpt.classification import SpamDataset, load_spam_splits
+
+    test = SpamDataset(load_spam_splits(workdir / "sms.tsv").test, fc._HFTextEncoder(tokenizer),
+                       result["max_length"], tokenizer.pad_token_id)  # fmt: skip
+    loss, accuracy = evaluate_classifier(
+        DataLoader(test, batch_size=4), model, "cpu", pad_token_id=tokenizer.pad_token_id, pooling="last_real"
+    )
+    assert accuracy == result["accuracy"]["test"]
+    assert loss == pytest.approx(result["loss"]["test"], rel=1e-4)
+
+
+@pytest.mark.slow
+def test_finetune_learns_the_toy_task_and_pooling_last_runs(workdir, tmp_path):
+    result = _run(workdir, tmp_path / "a", freeze="all", epochs=6)
+    assert result["accuracy"]["train"] >= 0.9  # the toy classes are separable
+    assert result["history"]["train_losses"][-1] < result["history"]["train_losses"][0]
+    last = _run(workdir, tmp_path / "b", freeze="all", pooling="last", max_steps=2)
+    assert last["pooling"] == "last" and last["history"]["global_step"] == 2
+
+
+def test_output_folder_protection_and_overwrite(workdir, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        _run(workdir, out, max_steps=1)
+    result = _run(workdir, out, max_steps=1, epochs=1, overwrite=True)
+    assert (out / "config.json").is_file() and (out / "keep.txt").is_file()
+    assert result["history"]["global_step"] == 1
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(NotADirectoryError):
+        _run(workdir, tmp_path / "file", max_steps=1)
+
+
+def test_failed_save_leaves_no_output(workdir, tmp_path, monkeypatch):
+    def broken(history, path):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(fc, "plot_classifier_history", broken)
+    with pytest.raises(OSError, match="disk full"):
+        _run(workdir, tmp_path / "out", max_steps=1, epochs=1)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"freeze": "some"}, ValueError, "freeze must be one of"),
+        ({"pooling": "first"}, ValueError, "pooling must be one of"),
+        ({"epochs": 0}, ValueError, "epochs must be a positive integer"),
+        ({"batch_size": 100}, ValueError, "fewer than batch_size=100"),
+        ({"lr": -1.0}, ValueError, "lr must be a positive number"),
+        ({"max_length": 1000}, ValueError, "max_length must be an int in"),
+    ],
+)
+def test_finetune_bad_arguments(workdir, tmp_path, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        _run(workdir, tmp_path / "out", **kwargs)
+    assert not (tmp_path / "out").exists()
+
+
+def test_finetune_bad_model_folders(workdir, tmp_path):
+    with pytest.raises(FileNotFoundError, match="config.json not found"):
+        finetune_classifier(tmp_path / "nothing", workdir / "sms.tsv", tmp_path / "out")
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "config.json").write_text((workdir / "lm" / "config.json").read_text())
+    with pytest.raises(FileNotFoundError, match="no usable tokenizer"):
+        finetune_classifier(bare, workdir / "sms.tsv", tmp_path / "out")
+    (bare / "config.json").write_text('{"model_type": "bert"}')
+    with pytest.raises(ValueError, match="model_type 'bert'"):
+        load_classifier(bare)
+    (bare / "config.json").write_text("[1, 2")
+    with pytest.raises(ValueError, match="is not a JSON object"):
+        load_classifier(bare)
+
+
+def test_finetune_rejects_a_mismatched_checkpoint(workdir, tmp_path):
+    other = make_tiny_checkpoint(tmp_path / "other", n_positions=32)
+    config = json.loads((other / "config.json").read_text())
+    config["n_embd"] = 64  # the weights are 32 wide
+    (other / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="does not hold a complete scratch_gpt transformer"):
+        load_classifier(other)
+
+
+def test_finetune_rejects_a_tokenizer_larger_than_the_vocabulary(workdir, tmp_path):
+    small = tmp_path / "small"
+    make_tiny_checkpoint(small)
+    config = json.loads((small / "config.json").read_text())
+    config["vocab_size"] = 100
+    (small / "config.json").write_text(json.dumps(config))
+    (small / "model.safetensors").unlink()
+    from scratch_gpt import ScratchGPTForCausalLM
+
+    ScratchGPTForCausalLM(ScratchGPTConfig(**{k: v for k, v in config.items() if k in {
+        "vocab_size", "n_positions", "n_embd", "n_layer", "n_head", "dropout"}})).save_pretrained(small)  # fmt: skip
+    with pytest.raises(ValueError, match="the tokenizer has 30[0-9] tokens but the model only 100"):
+        finetune_classifier(small, workdir / "sms.tsv", tmp_path / "out")
+
+
+# --- a GPT-2 folder (OpenAI's format) ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def gpt2_dir(tmp_path_factory):
+    """A tiny random GPT2LMHeadModel with OpenAI's real GPT-2 tokenizer (from the local files), saved."""
+    from conftest import data_file
+    from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
+
+    vocab = json.loads(data_file("encoder.json").read_text(encoding="utf-8"))
+    lines = data_file("vocab.bpe").read_text(encoding="utf-8").split("\n")[1:]
+    tokenizer = GPT2TokenizerFast(vocab=vocab, merges=[tuple(line.split()) for line in lines if line])
+    directory = tmp_path_factory.mktemp("gpt2") / "gpt2"
+    torch.manual_seed(0)
+    config = GPT2Config(
+        n_embd=16, n_layer=2, n_head=2, n_positions=64, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0
+    )
+    GPT2LMHeadModel(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("converted", [True, False])
+def test_finetune_from_a_gpt2_folder(gpt2_dir, workdir, tmp_path, converted):
+    from transformers import AutoModelForSequenceClassification
+
+    source = gpt2_dir
+    if converted:
+        from scratch_gpt.convert_gpt2 import convert_from_gpt2
+
+        source = convert_from_gpt2(gpt2_dir, tmp_path / "converted")
+    result = finetune_classifier(
+        source,
+        workdir / "sms.tsv",
+        tmp_path / "clf",
+        epochs=1,
+        batch_size=4,
+        max_steps=2,
+        freeze="last_block",
+    )
+    assert result["pad_token_id"] == 50256  # GPT-2 has no pad token: the book pads with <|endoftext|>
+    assert result["history"]["global_step"] == 2
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "clf")
+    assert type(model).__name__ == "ScratchGPTForSequenceClassification" and model.config.n_embd == 16
+    # the transformer kept GPT-2's frozen first block: its weights equal the source's
+    from scratch_gpt.convert_gpt2 import load_gpt2
+
+    lm = load_gpt2(gpt2_dir)
+    torch.testing.assert_close(
+        model.transformer.gpt.trf_blocks[0].att.W_query.weight,
+        lm.transformer.gpt.trf_blocks[0].att.W_query.weight,
+    )
