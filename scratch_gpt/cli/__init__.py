@@ -12,7 +12,9 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from huggingface_hub.errors import StrictDataclassError  # invalid model configs (a strict dataclass in transformers 5)
+from huggingface_hub.errors import (
+    StrictDataclassError,  # invalid model configs (a strict dataclass in transformers 5)
+)
 
 # Command-group modules, in the order they appear in ``scratch-gpt --help``.
 COMMAND_MODULES: tuple[str, ...] = (
