@@ -297,3 +297,41 @@ def test_trainer_example_runs(folders):
     assert {"model.safetensors", "chat_template.jinja", "results.json", "test_responses.json"} <= {
         p.name for p in out.iterdir()
     }
+
+
+# --- the CLI ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_cli_finetune_instruct(folders, capsys):
+    from scratch_gpt.cli import main
+
+    model_dir, data, out = folders
+    argv = ["finetune-instruct", "--model", str(model_dir), "--data", str(data), "--output", str(out)]
+    quick = [
+        "--batch-size",
+        "4",
+        "--lr",
+        "1e-3",
+        "--max-steps",
+        "2",
+        "--max-new-tokens",
+        "3",
+        "--num-test",
+        "1",
+    ]
+    assert main([*argv, *quick, "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "2 steps in" in printed and "held-out test responses: loss" in printed and str(out) in printed
+    assert (out / "chat_template.jinja").is_file() and json.loads((out / "results.json").read_text())[
+        "steps"
+    ] == 2
+    assert main([*argv, "--epochs", "0"]) == 1
+    assert "epochs must be a positive integer" in capsys.readouterr().err
+    assert (
+        main(
+            ["finetune-instruct", "--model", str(out / "missing"), "--data", str(data), "--output", str(out)]
+        )
+        == 1
+    )
+    assert "does not exist" in capsys.readouterr().err
