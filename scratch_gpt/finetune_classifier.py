@@ -444,6 +444,25 @@ def evaluate_classifier(
     return loss_sum / seen, correct / seen
 
 
+class TrimPadding:
+    """A collate function: stack ``(input_ids, label)`` items, then drop the columns that are padding in every row.
+
+    Used with ``pooling="last_real"`` only, where it changes nothing but speed: with right padding and causal
+    attention no real token sees a pad, and the pooled token is a real one. (With ``pooling="last"`` the number
+    of pads decides which hidden state is read, so there every batch keeps the dataset's full length.)
+    """
+
+    def __init__(self, pad_token_id: int) -> None:
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, items: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+        input_ids = torch.stack([ids for ids, _ in items])  # (B, max_length)
+        labels = torch.stack([label for _, label in items])  # (B,)
+        real = (input_ids != self.pad_token_id).any(dim=0)  # (max_length,): is any row real in this column?
+        length = int(real.nonzero().max()) + 1 if real.any() else input_ids.shape[1]
+        return input_ids[:, :length], labels
+
+
 def _check_output_dir(output_dir: Path, overwrite: bool) -> None:
     if output_dir.exists() and not output_dir.is_dir():
         raise NotADirectoryError(f"output {output_dir} is a file; pass a folder path")
@@ -554,10 +573,12 @@ def finetune_classifier(
         raise ValueError(
             f"{len(train_set)} training examples are fewer than batch_size={batch_size}; lower it"
         )
+    collate = TrimPadding(pad_token_id) if pooling == "last_real" else None
+    generator = torch.Generator().manual_seed(seed)
     train_loader = DataLoader(
-        train_set, batch_size, shuffle=True, drop_last=True, generator=torch.Generator().manual_seed(seed)
+        train_set, batch_size, shuffle=True, drop_last=True, generator=generator, collate_fn=collate
     )
-    loaders = {name: DataLoader(data, batch_size, shuffle=False) for name, data in sets.items()}
+    loaders = {name: DataLoader(data, batch_size, collate_fn=collate) for name, data in sets.items()}
     # the book's drop_last=True would lose the last, partial batch of the train split in the final accuracy
     model.to(device)
     model = apply_freeze_policy(

@@ -23,25 +23,6 @@ from scratch_gpt.classification import (
     select_last_token,
 )
 
-GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
-
-
-@pytest.fixture(scope="module")
-def gpt2():
-    """tiktoken's GPT-2 encoding built from the local OpenAI files (never downloaded)."""
-    tiktoken_load = pytest.importorskip("tiktoken.load")
-    import tiktoken
-
-    ranks = tiktoken_load.data_gym_to_mergeable_bpe_ranks(
-        vocab_bpe_file=str(data_file("vocab.bpe")), encoder_json_file=str(data_file("encoder.json"))
-    )
-    return tiktoken.Encoding(
-        name="gpt2-local",
-        pat_str=GPT2_PATTERN,
-        mergeable_ranks=ranks,
-        special_tokens={"<|endoftext|>": 50256},
-    )
-
 
 @pytest.fixture(scope="module")
 def sms_path():
@@ -209,41 +190,41 @@ def test_too_few_examples_for_a_split():
 # --- SpamDataset ----------------------------------------------------------------------------------------------------
 
 
-def test_dataset_pads_to_the_books_120_tokens(sms_path, gpt2):
+def test_dataset_pads_to_the_books_120_tokens(sms_path, gpt2_tiktoken):
     splits = load_spam_splits(sms_path)
-    train = SpamDataset(splits.train, gpt2)
+    train = SpamDataset(splits.train, gpt2_tiktoken)
     assert train.max_length == 120  # the book's printed value
-    test = SpamDataset(splits.test, gpt2, max_length=train.max_length)
+    test = SpamDataset(splits.test, gpt2_tiktoken, max_length=train.max_length)
     assert len(train) == 1045 and len(test) == 300
     input_ids, label = train[0]
     assert input_ids.dtype == torch.long and input_ids.shape == (120,)
     assert label.dtype == torch.long and label.shape == ()
     n = train.lengths[0]
-    assert input_ids[:n].tolist() == gpt2.encode(splits.train[0].text)
+    assert input_ids[:n].tolist() == gpt2_tiktoken.encode(splits.train[0].text)
     assert (input_ids[n:] == 50256).all()
 
 
-def test_dataset_truncates_to_max_length(gpt2):
+def test_dataset_truncates_to_max_length(gpt2_tiktoken):
     examples = [SpamExample("Hello, do you like tea?", 0, 1), SpamExample("Hi", 1, 2)]
-    dataset = SpamDataset(examples, gpt2, max_length=3, pad_token_id=0)
+    dataset = SpamDataset(examples, gpt2_tiktoken, max_length=3, pad_token_id=0)
     assert dataset[0][0].tolist() == [15496, 11, 466]  # "Hello", ",", " do"
     assert dataset[1][0].tolist() == [17250, 0, 0]
     assert dataset.lengths == [3, 1]
     assert dataset[1][1].item() == 1
 
 
-def test_dataset_bad_input(gpt2):
+def test_dataset_bad_input(gpt2_tiktoken):
     ok = [SpamExample("hi", 0, 1)]
     with pytest.raises(ValueError, match="no examples"):
-        SpamDataset([], gpt2)
+        SpamDataset([], gpt2_tiktoken)
     with pytest.raises(ValueError, match="max_length"):
-        SpamDataset(ok, gpt2, max_length=0)
+        SpamDataset(ok, gpt2_tiktoken, max_length=0)
     with pytest.raises(ValueError, match="pad_token_id"):
-        SpamDataset(ok, gpt2, pad_token_id=-1)
+        SpamDataset(ok, gpt2_tiktoken, pad_token_id=-1)
     with pytest.raises(ValueError, match=r"example 0 \(file row 7\): the text encodes to no tokens"):
-        SpamDataset([SpamExample("", 0, 7)], gpt2)
+        SpamDataset([SpamExample("", 0, 7)], gpt2_tiktoken)
     with pytest.raises(ValueError, match=r"example 1 \(file row 9\): could not tokenize"):
-        SpamDataset([*ok, SpamExample("free <|endoftext|> prize", 1, 9)], gpt2)
+        SpamDataset([*ok, SpamExample("free <|endoftext|> prize", 1, 9)], gpt2_tiktoken)
 
 
 # --- last-token selection ---------------------------------------------------------------------------------------

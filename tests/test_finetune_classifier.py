@@ -22,6 +22,7 @@ import scratch_gpt.finetune_classifier as fc
 from scratch_gpt import ScratchGPTConfig
 from scratch_gpt.classification import select_last_token
 from scratch_gpt.finetune_classifier import (
+    TrimPadding,
     apply_freeze_policy,
     calc_accuracy_loader,
     calc_loss_batch,
@@ -153,6 +154,24 @@ def test_calc_accuracy_loader_known_answer():
     assert evaluate_classifier(loader, _ParityStub(), "cpu", pad_token_id=1, pooling="last")[
         1
     ] == pytest.approx(4 / 6)
+
+
+def test_trim_padding_drops_only_all_pad_columns(classifier):
+    items = [
+        (torch.tensor([5, 6, 1, 1, 1]), torch.tensor(0)),
+        (torch.tensor([7, 8, 9, 1, 1]), torch.tensor(1)),
+    ]
+    ids, labels = TrimPadding(pad_token_id=1)(items)
+    assert ids.tolist() == [[5, 6, 1], [7, 8, 9]] and labels.tolist() == [0, 1]
+    full = torch.stack([x for x, _ in items])
+    classifier.eval()
+    with torch.no_grad():  # last_real pooling gives the same logits with and without the trimmed columns
+        torch.testing.assert_close(
+            classifier_logits(classifier, ids, pad_token_id=1),
+            classifier_logits(classifier, full, pad_token_id=1),
+        )
+    all_pad = TrimPadding(1)([(torch.tensor([1, 1]), torch.tensor(0))])[0]
+    assert all_pad.shape == (1, 2)
 
 
 # --- freeze policies --------------------------------------------------------------------------------------------
@@ -380,12 +399,15 @@ def test_finetune_bad_model_folders(workdir, tmp_path):
         load_classifier(bare)
 
 
-def test_finetune_rejects_a_mismatched_checkpoint(workdir, tmp_path):
+@pytest.mark.parametrize(
+    ("field", "value", "match"), [("n_embd", 64, "config.json belongs"), ("n_layer", 3, "missing")]
+)
+def test_finetune_rejects_a_mismatched_checkpoint(tmp_path, field, value, match):
     other = make_tiny_checkpoint(tmp_path / "other", n_positions=32)
     config = json.loads((other / "config.json").read_text())
-    config["n_embd"] = 64  # the weights are 32 wide
+    config[field] = value  # the weights are 32 wide, 2 layers
     (other / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ValueError, match="does not hold a complete scratch_gpt transformer"):
+    with pytest.raises(ValueError, match=f"does not hold a complete scratch_gpt transformer.*{match}"):
         load_classifier(other)
 
 

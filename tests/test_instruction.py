@@ -25,22 +25,7 @@ from scratch_gpt.instruction import (
     split_instruction_data,
 )
 
-GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 EOS = 50256
-
-
-@pytest.fixture(scope="module")
-def gpt2():
-    """tiktoken's GPT-2 encoding built from the local OpenAI files (never downloaded)."""
-    tiktoken_load = pytest.importorskip("tiktoken.load")
-    import tiktoken
-
-    ranks = tiktoken_load.data_gym_to_mergeable_bpe_ranks(
-        vocab_bpe_file=str(data_file("vocab.bpe")), encoder_json_file=str(data_file("encoder.json"))
-    )
-    return tiktoken.Encoding(
-        name="gpt2-local", pat_str=GPT2_PATTERN, mergeable_ranks=ranks, special_tokens={"<|endoftext|>": EOS}
-    )
 
 
 @pytest.fixture(scope="module")
@@ -166,23 +151,23 @@ def test_split_bad_input():
 # --- dataset ----------------------------------------------------------------------------------------------------
 
 
-def test_dataset_tokens_and_instruction_lengths(data, gpt2):
-    dataset = InstructionDataset(data, gpt2)
+def test_dataset_tokens_and_instruction_lengths(data, gpt2_tiktoken):
+    dataset = InstructionDataset(data, gpt2_tiktoken)
     assert len(dataset) == 1100
-    assert dataset[50] == gpt2.encode(format_input(data[50]) + format_response(data[50]))
+    assert dataset[50] == gpt2_tiktoken.encode(format_input(data[50]) + format_response(data[50]))
     # the book's exercise 7.2 definition of the prompt length holds for every record of the book's data
-    assert dataset.instruction_lengths == [len(gpt2.encode(format_input(e))) for e in data]
-    with_lengths = InstructionDataset(data[:3], gpt2, include_instruction_length=True)
+    assert dataset.instruction_lengths == [len(gpt2_tiktoken.encode(format_input(e))) for e in data]
+    with_lengths = InstructionDataset(data[:3], gpt2_tiktoken, include_instruction_length=True)
     assert with_lengths[1] == (dataset.instruction_lengths[1], dataset[1])
 
 
-def test_dataset_bad_input(gpt2):
+def test_dataset_bad_input(gpt2_tiktoken):
     with pytest.raises(ValueError, match="no records"):
-        InstructionDataset([], gpt2)
+        InstructionDataset([], gpt2_tiktoken)
     with pytest.raises(ValueError, match=r"record 1: instruction record has no 'output' key"):
-        InstructionDataset([GOOD, {"instruction": "x"}], gpt2)
+        InstructionDataset([GOOD, {"instruction": "x"}], gpt2_tiktoken)
     with pytest.raises(ValueError, match="record 0: could not tokenize"):
-        InstructionDataset([{"instruction": "x", "output": "done <|endoftext|>"}], gpt2)
+        InstructionDataset([{"instruction": "x", "output": "done <|endoftext|>"}], gpt2_tiktoken)
 
 
 # --- collate ------------------------------------------------------------------------------------------------------
@@ -213,8 +198,8 @@ def test_collate_masks_instruction_tokens():
     assert unmasked.tolist() == custom_collate_fn(BOOK_BATCH)[1].tolist()
 
 
-def test_collate_with_dataset_masking_matches_book_rule(data, gpt2):
-    dataset = InstructionDataset(data[:4], gpt2, include_instruction_length=True)
+def test_collate_with_dataset_masking_matches_book_rule(data, gpt2_tiktoken):
+    dataset = InstructionDataset(data[:4], gpt2_tiktoken, include_instruction_length=True)
     _, targets = custom_collate_fn([dataset[i] for i in range(4)], mask_instruction=True)
     for row in range(4):
         n_prompt, ids = dataset[row]

@@ -3,8 +3,7 @@
 Oracles: the LoRA formula written out with plain tensors, the book's trainable-parameter count (2,666,528 at rank 16
 on every Linear of the GPT-2 124M spam classifier, checked on a meta-device model so nothing is allocated), and
 "merged == unmerged" on small nn.Modules and on a tiny GPTModel, and peft itself: the same A and B give the same
-outputs and the same trainable count on a small module (the comparison on the full model comes with the
-fine-tuning functions).
+outputs and the same trainable count, on a small module and on the full Hugging Face causal LM and classifier.
 """
 
 from __future__ import annotations
@@ -337,3 +336,59 @@ def test_same_outputs_and_counts_as_peft_on_the_same_a_and_b(alpha, scaling, pef
     with torch.no_grad():
         torch.testing.assert_close(ours(x), theirs(x))
     assert freeze_for_lora(ours) == theirs.get_nb_trainable_parameters()[0]
+
+
+BLOCK_TARGETS = ["W_query", "W_key", "W_value", "out_proj", "fc_in", "fc_out"]  # docs/finetuning.md
+
+
+def _copy_ab_into_peft(ours: nn.Module, theirs: nn.Module, names: list[str]) -> None:
+    with torch.no_grad():
+        for name in names:
+            layer, peft_layer = ours.get_submodule(name), theirs.base_model.model.get_submodule(name)
+            layer.lora.B.normal_(std=0.1)
+            peft_layer.lora_A["default"].weight.copy_(layer.lora.A.T)
+            peft_layer.lora_B["default"].weight.copy_(layer.lora.B.T)
+
+
+@pytest.mark.parametrize("head", ["causal_lm", "classifier"])
+def test_same_logits_and_counts_as_peft_on_the_full_model(head):
+    peft = pytest.importorskip("peft")
+    from scratch_gpt import ScratchGPTConfig, ScratchGPTForCausalLM, ScratchGPTForSequenceClassification
+
+    config = ScratchGPTConfig(
+        vocab_size=60, n_positions=16, n_embd=16, n_layer=2, n_head=2, dropout=0.0, num_labels=2
+    )
+    cls, task, trainable = {
+        "causal_lm": (ScratchGPTForCausalLM, "CAUSAL_LM", ()),
+        "classifier": (ScratchGPTForSequenceClassification, "SEQ_CLS", ("score",)),  # peft's modules_to_save
+    }[head]
+    torch.manual_seed(0)
+    ours = cls(config).eval()
+    theirs = cls(config).eval()
+    theirs.load_state_dict(ours.state_dict())
+    rank, alpha = 4, 3
+    theirs = peft.get_peft_model(
+        theirs, peft.LoraConfig(task_type=task, r=rank, lora_alpha=alpha * rank, target_modules=BLOCK_TARGETS)
+    )
+    names = replace_linear_with_lora(ours, rank, alpha, target_modules=BLOCK_TARGETS, scaling="book")
+    assert len(names) == 6 * config.n_layer and all(".trf_blocks." in name for name in names)
+    _copy_ab_into_peft(ours, theirs, names)
+    idx = torch.randint(0, 60, (3, 9))
+    mask = torch.ones_like(idx)
+    mask[0, 6:] = 0  # a right-padded row
+    with torch.no_grad():
+        ours_logits = ours(input_ids=idx, attention_mask=mask).logits
+        torch.testing.assert_close(ours_logits, theirs(input_ids=idx, attention_mask=mask).logits)
+    n_trainable = freeze_for_lora(ours, trainable_modules=trainable)
+    assert n_trainable == theirs.get_nb_trainable_parameters()[0]
+    per_block = rank * (4 * (16 + 16) + (16 + 64) + (64 + 16))
+    assert n_trainable == config.n_layer * per_block + (16 * 2 if head == "classifier" else 0)
+
+    merge_lora(ours)
+    merged = theirs.merge_and_unload()
+    assert type(merged) is cls
+    with torch.no_grad():
+        torch.testing.assert_close(ours(input_ids=idx, attention_mask=mask).logits, ours_logits)
+        torch.testing.assert_close(merged(input_ids=idx, attention_mask=mask).logits, ours_logits)
+    if head == "causal_lm":  # merging never unties the output head from the token embedding
+        assert ours.lm_head.weight.data_ptr() == ours.transformer.gpt.tok_emb.weight.data_ptr()

@@ -1,0 +1,81 @@
+"""Tests for ``scratch-gpt finetune-classifier``: the command runs the library function and prints its results;
+library errors come out as one line without a traceback."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from test_finetune_classifier import make_tiny_checkpoint, write_sms_tsv
+
+from scratch_gpt.cli import build_parser, main
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli_finetune")
+    make_tiny_checkpoint(root / "lm")
+    write_sms_tsv(root / "sms.tsv")
+    return root
+
+
+def test_finetune_classifier_command(workdir, tmp_path, capsys):
+    out = tmp_path / "clf"
+    argv = ["finetune-classifier", "--model", str(workdir / "lm"), "--data", str(workdir / "sms.tsv")]
+    argv += [
+        "--output",
+        str(out),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--max-steps",
+        "2",
+        "--eval-freq",
+        "1",
+    ]
+    argv += ["--freeze", "all", "--lr", "1e-3"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    results = json.loads((out / "results.json").read_text())
+    assert results["freeze"] == "all" and results["settings"]["lr"] == 1e-3
+    assert results["history"]["global_step"] == 2
+    assert "Ep 1 (Step 000000): Train loss" in printed  # the book's progress lines
+    test_acc = results["accuracy"]["test"] * 100
+    assert (
+        f"test accuracy: {results['accuracy_before']['test'] * 100:6.2f}% before -> {test_acc:6.2f}% after"
+        in printed
+    )
+    assert f"trained {results['trainable_params']:,} of {results['total_params']:,} parameters" in printed
+
+
+def test_defaults_are_the_books():
+    args = build_parser().parse_args(["finetune-classifier", "-m", "m", "--data", "d", "-o", "o"])
+    assert (args.epochs, args.batch_size, args.lr, args.weight_decay) == (5, 8, 5e-5, 0.1)
+    assert (args.freeze, args.pooling, args.seed, args.eval_freq, args.eval_iter) == (
+        "last_block",
+        "last_real",
+        123,
+        50,
+        5,
+    )
+
+
+def test_errors_print_one_line(workdir, tmp_path, capsys):
+    argv = ["finetune-classifier", "--model", str(tmp_path / "missing"), "--data", str(workdir / "sms.tsv")]
+    assert main(argv + ["--output", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("scratch-gpt finetune-classifier: error:") and "config.json not found" in err
+    assert "Traceback" not in err
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "x").write_text("x")
+    argv = ["finetune-classifier", "--model", str(workdir / "lm"), "--data", str(workdir / "sms.tsv")]
+    assert main(argv + ["--output", str(tmp_path / "busy")]) == 1
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_bad_choice_is_an_argparse_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["finetune-classifier", "-m", "m", "--data", "d", "-o", "o", "--freeze", "everything"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'everything'" in capsys.readouterr().err
