@@ -269,7 +269,7 @@ def bench_encoding(corpora: dict[str, Path], quick: bool, repeats: int) -> None:
     for name in names:
         results = {}
         for library in ("ours", "tiktoken", "tokenizers"):
-            runs = [run_worker("encode", library, str(corpora[name]), str(repeats)) for _ in range(repeats)]
+            runs = [run_worker("encode", library, str(corpora[name]), "1") for _ in range(repeats)]
             results[library] = {key: min(run[key] for run in runs) for key in ("cold_cpu", "warm_cpu")}
             results[library] |= {key: runs[0][key] for key in ("ids", "n_tokens", "mb")}
         digests = {library: result["ids"] for library, result in results.items()}

@@ -5,9 +5,10 @@ token, until the vocabulary has the requested size. The textbook loop recounts e
 for every merge; that is quadratic and hopeless beyond toy corpora. Here:
 
 1. The corpus is cut into chunks by the split pattern, and each *distinct* chunk is counted once
-   (``Counter``): a 1 MB text has only ~25k distinct chunks, so every later step works on those.
+   (``Counter``): 1.1 MB of Shakespeare has only 15k distinct chunks, so every later step works on those.
 2. Pair counts are computed once, then updated *incrementally*: a merge only touches the chunks that contain
-   the merged pair, found through an index ``pair -> chunks containing it``.
+   the merged pair, found through an index ``pair -> chunks containing it``, and in each only the pairs
+   next to an occurrence change.
 3. The next merge comes from a max-heap of pair counts with *lazy deletion*: when a pair's count drops, its
    heap entry is left in place and corrected when it surfaces; when a count grows (only pairs containing the
    new token can), a fresh entry is pushed.
@@ -17,8 +18,10 @@ Tie-breaking (deterministic): the pair with the highest count wins; among equal 
 before ``(b"a", b"c")`` and before ``(b"b", b"a")``).
 
 Special tokens are cut out of the training text before chunking (they never take part in merges) and get
-ids after all merges. This module only learns the tables; ``BPETokenizer.train`` wraps them in a tokenizer.
-It deliberately has no minimum-frequency or maximum-token-length options, and no multiprocessing.
+ids after all merges. ``train_bpe`` only learns the tables (``BPETokenizer.train`` wraps them in a
+tokenizer); ``train_tokenizer`` trains on files, saves and measures (the ``train-tokenizer`` command).
+Deliberately absent: minimum-frequency or maximum-token-length options, multiprocessing, streaming corpora
+larger than memory.
 """
 
 from __future__ import annotations
