@@ -479,3 +479,32 @@ def test_finetune_from_a_gpt2_folder(gpt2_dir, workdir, tmp_path, converted):
         model.transformer.gpt.trf_blocks[0].att.W_query.weight,
         lm.transformer.gpt.trf_blocks[0].att.W_query.weight,
     )
+
+
+# --- the Trainer example ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_trainer_example_trains_saves_and_reports(workdir, tmp_path):
+    import importlib.util
+
+    from conftest import REPO_ROOT
+    from transformers import AutoModelForSequenceClassification
+
+    path = REPO_ROOT / "examples" / "finetune_classifier_trainer.py"
+    spec = importlib.util.spec_from_file_location("finetune_classifier_trainer", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    out = tmp_path / "trainer"
+    argv = ["--model", str(workdir / "lm"), "--data", str(workdir / "sms.tsv"), "--output", str(out)]
+    summary = example.main(
+        argv + ["--freeze", "all", "--max-steps", "3", "--batch-size", "4", "--lr", "1e-3"]
+    )
+    assert summary["steps"] == 3 and set(summary["accuracy"]) == {"train", "validation", "test"}
+    assert all(0.0 <= acc <= 1.0 for acc in summary["accuracy"].values())
+    assert json.loads((out / "results.json").read_text())["accuracy"] == summary["accuracy"]
+    model = AutoModelForSequenceClassification.from_pretrained(out)
+    assert (
+        type(model).__name__ == "ScratchGPTForSequenceClassification" and model.config.id2label[1] == "spam"
+    )
+    assert (out / "tokenizer.json").is_file()
