@@ -21,7 +21,7 @@ def toy_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version="1")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     run = sub.add_parser("run", help="run things", description="Run the things.")
-    run.add_argument("files", nargs="+", metavar="FILE", help="input files")
+    run.add_argument("files", nargs="+", metavar="FILE", help="label<TAB>text  *.tsv\n files")
     run.add_argument("extra", nargs="?", help="an optional positional")
     run.add_argument("--steps", "-n", type=int, default=3, help="how many steps")
     run.add_argument("--rate", type=float, default=0.5, help="the rate (default: %(default)s)")
@@ -70,7 +70,7 @@ def test_toy_parser_known_output():
         "toy run [--steps STEPS] [--rate RATE] [--tag TAG] --out DIR (--fast | --slow) FILE [FILE ...] [extra]"
         in text
     )
-    assert "- `FILE [FILE ...]`: input files" in text
+    assert "- `FILE [FILE ...]`: label&lt;TAB>text \\*.tsv files" in text  # not an HTML tag, not emphasis
     assert "- `[extra]`: an optional positional" in text
     assert "- `--steps STEPS`, `-n STEPS`: how many steps (default: `3`)" in text
     assert "- `--rate RATE`: the rate (default: 0.5)" in text  # %(default)s expanded, not repeated

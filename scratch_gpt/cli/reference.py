@@ -109,13 +109,18 @@ def format_usage(parser: argparse.ArgumentParser) -> str:
     return " ".join(parts)
 
 
+def _prose(text: str) -> str:
+    """Help text as Markdown prose: one line, and ``<`` / ``*`` escaped (``label<TAB>text`` is not an HTML tag)."""
+    return " ".join(text.split()).replace("<", "&lt;").replace("*", "\\*")
+
+
 def _expand_help(action: argparse.Action, prog: str) -> str:
     """The help text with ``%(default)s``-style fields filled in, as ``argparse`` does."""
     text = action.help or ""
     if "%" in text:
         params = dict(vars(action), prog=prog)
         text = text % params
-    return " ".join(text.split())
+    return _prose(text)
 
 
 def _default_note(action: argparse.Action, help_text: str) -> str:
@@ -157,7 +162,7 @@ def cli_reference(parser: argparse.ArgumentParser | None = None) -> str:
         "",
         HEADER_COMMENT,
         "",
-        f"`{parser.prog}` is installed with the package. {parser.description or ''}".rstrip(),
+        f"`{parser.prog}` is installed with the package. {_prose(parser.description or '')}".rstrip(),
         "Every command is a thin wrapper: it parses its arguments, calls one library function and prints the",
         "result, so everything below is also available from Python. Errors are printed as one line naming the",
         "problem and the fix (exit status 1). Every command also takes `-h`/`--help`.",
@@ -170,10 +175,10 @@ def cli_reference(parser: argparse.ArgumentParser | None = None) -> str:
         "| --- | --- |",
     ]
     for name, help_text, _ in commands:
-        out.append(f"| [`{name}`](#{name}) | {help_text.replace('|', '&#124;')} |")
+        out.append(f"| [`{name}`](#{name}) | {_prose(help_text).replace('|', '&#124;')} |")
     for name, help_text, subparser in commands:
         out += ["", f"## {name}", ""]
-        out += [subparser.description or help_text, ""]
+        out += [_prose(subparser.description or help_text), ""]
         out += ["```text", format_usage(subparser), "```", ""]
         out += _argument_lines(subparser)
     return "\n".join(out).rstrip("\n") + "\n"
