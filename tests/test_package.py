@@ -6,7 +6,9 @@ import textwrap
 
 
 def run_python(code: str) -> str:
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc.stdout
 
@@ -55,3 +57,21 @@ def test_lazy_public_names_and_unknown_attribute():
     assert "ScratchGPTForCausalLM" in dir(scratch_gpt)
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         scratch_gpt.Nope  # noqa: B018
+
+
+def test_auto_tokenizer_alone_finds_our_class(tmp_path):
+    """``AutoTokenizer`` without any Auto model import (the tokenizer part registers on its own)."""
+    from scratch_gpt import BPETokenizer, ScratchGPTTokenizerFast
+
+    bpe = BPETokenizer.train("low lower lowest newer wider " * 20, vocab_size=280)
+    ScratchGPTTokenizerFast.from_bpe(bpe).save_pretrained(tmp_path / "tok")
+    out = run_python(
+        f"""
+        import sys
+        import scratch_gpt
+        from transformers import AutoTokenizer
+        tokenizer = AutoTokenizer.from_pretrained({str(tmp_path / "tok")!r})
+        print(type(tokenizer).__name__, "transformers.modeling_utils" in sys.modules)
+        """
+    )
+    assert out.split()[0] == "ScratchGPTTokenizerFast"

@@ -296,11 +296,6 @@ def test_saved_tokenizer_loads_without_the_package(fast, slow, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="scratch_gpt._registration registers only once transformers' modeling_auto is imported; "
-    "AutoTokenizer alone never imports it (reported to the lead; remove this mark when fixed)",
-)
 def test_auto_tokenizer_after_plain_import(fast, tmp_path):
     fast.save_pretrained(tmp_path / "tok")
     result = run_child(
