@@ -63,7 +63,7 @@ def test_auto_tokenizer_alone_finds_our_class(tmp_path):
     """``AutoTokenizer`` without any Auto model import (the tokenizer part registers on its own)."""
     from scratch_gpt import BPETokenizer, ScratchGPTTokenizerFast
 
-    bpe = BPETokenizer.train("low lower lowest newer wider " * 20, vocab_size=280)
+    bpe = BPETokenizer.train("low lower lowest newer wider " * 20, vocab_size=270)
     ScratchGPTTokenizerFast.from_bpe(bpe).save_pretrained(tmp_path / "tok")
     out = run_python(
         f"""
