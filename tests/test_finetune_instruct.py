@@ -74,6 +74,13 @@ def test_loaders_can_mask_the_instruction_in_training(tokenizer, splits):
     assert (targets_b != -100).sum() < (targets_a != -100).sum()
 
 
+def test_loaders_need_an_end_of_text_token(splits):
+    no_eos = tiny_tokenizer()
+    no_eos.eos_token = None
+    with pytest.raises(ValueError, match="no eos_token_id"):
+        make_instruction_loaders(splits, no_eos, batch_size=4, context_length=160)
+
+
 def test_loaders_reject_a_batch_larger_than_the_training_split(tokenizer, splits):
     with pytest.raises(ValueError, match="batch_size 18 is larger than the 17 training records"):
         make_instruction_loaders(splits, tokenizer, batch_size=18, context_length=160)
