@@ -286,3 +286,25 @@ def test_classifier_rejects_labels_beyond_its_classes():
     with pytest.raises(ValueError, match=r"label 2 is outside the classifier's 2 classes"):
         clf(random_ids(2, 5), labels=torch.tensor([0, 2]))
     assert clf(random_ids(2, 5), labels=torch.tensor([0, 1])).loss is not None
+
+
+def test_text_generation_pipeline(tmp_path):
+    from transformers import pipeline
+
+    from scratch_gpt import BPETokenizer, ScratchGPTTokenizerFast
+
+    bpe = BPETokenizer.train("the cat sat on the mat. the dog sat on the log. " * 30, vocab_size=290)
+    tokenizer = ScratchGPTTokenizerFast.from_bpe(bpe, model_max_length=32)
+    torch.manual_seed(0)
+    model = ScratchGPTForCausalLM(tiny_config(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id))
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    generator = pipeline("text-generation", model=str(tmp_path), tokenizer=str(tmp_path))
+    out = generator(["the cat", "a dog sat"], max_new_tokens=5, do_sample=False)
+    assert [o[0]["generated_text"].startswith(p) for o, p in zip(out, ["the cat", "a dog sat"])] == [
+        True,
+        True,
+    ]
+    ids = tokenizer("the cat", return_tensors="pt").input_ids
+    expected = tokenizer.decode(generator.model.generate(ids, max_new_tokens=5, do_sample=False)[0])
+    assert out[0][0]["generated_text"] == expected
