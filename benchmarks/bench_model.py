@@ -1,7 +1,7 @@
 """Benchmark scratch_gpt's model against Hugging Face's ``GPT2LMHeadModel`` (issue 3, "Benchmarks").
 
-Both models get the same configuration and the *same weights* (a random GPT-2 is built first and copied into
-ours), the outputs are checked to agree, and then the peers run side by side in one process, alternating
+Both models get the same configuration and the *same weights* (a random GPT-2 is built first and converted
+with ``ScratchGPTForCausalLM.from_gpt2``), the outputs are checked to agree, and then the peers run side by side in one process, alternating
 (the order rotates every round), so that noise from other processes hits both alike. Each round gives a ratio;
 the median ratio is printed.
 
@@ -45,7 +45,7 @@ import torch
 import transformers
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from scratch_gpt import ScratchGPTConfig, ScratchGPTForCausalLM
+from scratch_gpt import ScratchGPTForCausalLM
 from scratch_gpt.generation import generate as book_generate
 from scratch_gpt.model import GPTModel
 
@@ -76,39 +76,6 @@ QUICK_GEN_CASE = Case("quick: 2 layers / 64 wide, B=1, 4-token prompt", 2, 2, 64
 
 
 # ----------------------------------------------------------------------------------------------- the model pair
-def gpt2_to_scratch_state_dict(gpt2_state: dict[str, torch.Tensor], n_layer: int) -> dict[str, torch.Tensor]:
-    """Rename a ``GPT2LMHeadModel`` state dict to ``ScratchGPTForCausalLM``'s names.
-
-    GPT-2 stores its linear layers as ``Conv1D`` with weights ``(d_in, d_out)`` and one fused ``c_attn`` for
-    query, key and value; ours are ``nn.Linear`` ``(d_out, d_in)`` with separate ``W_query/W_key/W_value``.
-    (A local stand-in until ``scratch_gpt.convert_gpt2`` / ``ScratchGPTForCausalLM.from_gpt2`` exists.)
-    """
-    ours = {
-        "transformer.gpt.tok_emb.weight": gpt2_state["transformer.wte.weight"],
-        "transformer.gpt.pos_emb.weight": gpt2_state["transformer.wpe.weight"],
-        "transformer.gpt.final_norm.scale": gpt2_state["transformer.ln_f.weight"],
-        "transformer.gpt.final_norm.shift": gpt2_state["transformer.ln_f.bias"],
-        "lm_head.weight": gpt2_state["lm_head.weight"],
-    }
-    for i in range(n_layer):
-        src, dst = f"transformer.h.{i}.", f"transformer.gpt.trf_blocks.{i}."
-        q_w, k_w, v_w = gpt2_state[src + "attn.c_attn.weight"].t().chunk(3, dim=0)  # 3 x (d_out, d_in)
-        q_b, k_b, v_b = gpt2_state[src + "attn.c_attn.bias"].chunk(3)
-        for name, w, b in (("W_query", q_w, q_b), ("W_key", k_w, k_b), ("W_value", v_w, v_b)):
-            ours[f"{dst}att.{name}.weight"], ours[f"{dst}att.{name}.bias"] = w, b
-        for ours_name, gpt2_name in (
-            ("att.out_proj", "attn.c_proj"),
-            ("ff.fc_in", "mlp.c_fc"),
-            ("ff.fc_out", "mlp.c_proj"),
-        ):
-            ours[f"{dst}{ours_name}.weight"] = gpt2_state[f"{src}{gpt2_name}.weight"].t()
-            ours[f"{dst}{ours_name}.bias"] = gpt2_state[f"{src}{gpt2_name}.bias"]
-        for ours_name, gpt2_name in (("norm1", "ln_1"), ("norm2", "ln_2")):
-            ours[f"{dst}{ours_name}.scale"] = gpt2_state[f"{src}{gpt2_name}.weight"]
-            ours[f"{dst}{ours_name}.shift"] = gpt2_state[f"{src}{gpt2_name}.bias"]
-    return {name: tensor.contiguous().clone() for name, tensor in ours.items()}
-
-
 def build_pair(case: Case, seed: int = 0) -> tuple[ScratchGPTForCausalLM, GPT2LMHeadModel]:
     """A random ``GPT2LMHeadModel`` (sdpa, no dropout, no eos) and ``ScratchGPTForCausalLM`` with its weights."""
     torch.manual_seed(seed)
@@ -122,19 +89,7 @@ def build_pair(case: Case, seed: int = 0) -> tuple[ScratchGPTForCausalLM, GPT2LM
     hf = GPT2LMHeadModel(hf_config).eval()
     hf.set_attn_implementation("sdpa")
     hf.loss_type = "ForCausalLM"  # the loss GPT2LMHeadModel uses anyway; set to silence a warning
-    if hasattr(ScratchGPTForCausalLM, "from_gpt2"):  # the package's own converter, once it exists
-        ours = ScratchGPTForCausalLM.from_gpt2(hf)
-    else:
-        ours = ScratchGPTForCausalLM(
-            ScratchGPTConfig(
-                **sizes, n_head=case.n_head, dropout=0.0, qkv_bias=True, tie_word_embeddings=True
-            )
-        )
-        missing, unexpected = ours.load_state_dict(
-            gpt2_to_scratch_state_dict(hf.state_dict(), case.n_layer), strict=False
-        )
-        if unexpected or set(missing) - {"lm_head.weight"}:
-            raise RuntimeError(f"weight mapping is incomplete: missing {missing}, unexpected {unexpected}")
+    ours = ScratchGPTForCausalLM.from_gpt2(hf)  # the package's converter; copies, shares no memory with hf
     ours.set_attn_implementation("sdpa")
     return ours.eval(), hf
 
@@ -190,6 +145,12 @@ def time_alternating(
 def median_ratio(numerator: list[float], denominator: list[float]) -> float:
     """Median over rounds of ``numerator[r] / denominator[r]`` (the runs of one round are close in time)."""
     return statistics.median(a / b for a, b in zip(numerator, denominator))
+
+
+def ratio_range(numerator: list[float], denominator: list[float]) -> str:
+    """The lowest and highest per-round ratio, e.g. ``"0.91-1.05"``: how much the machine's noise moved them."""
+    ratios = [a / b for a, b in zip(numerator, denominator)]
+    return f"{min(ratios):.2f}-{max(ratios):.2f}"
 
 
 def make_train_step(model: torch.nn.Module, ids: torch.Tensor) -> Callable[[], float]:
@@ -256,9 +217,11 @@ def bench_training(case_key: str, case: Case, rounds: int, quick: bool, threads:
     memory = {name: measure_memory(name, case_key, quick, threads) for name in ("ours", "hf")}
     result = {"case": case.name, "ours_s": statistics.median(times["ours"]), "hf_s": statistics.median(times["hf"]),
               "ratio": ratio, "cpu_ratio": median_ratio(cpu["ours"], cpu["hf"]), "rounds": rounds,
+              "ratio_range": ratio_range(times["ours"], times["hf"]),
               "memory": memory}  # fmt: skip
     print(f"median step: ours {result['ours_s'] * 1e3:.0f} ms, hf {result['hf_s'] * 1e3:.0f} ms over {rounds} rounds; "
-          f"median ratio ours/hf = {ratio:.3f} (target <= 0.90); CPU-time ratio {result['cpu_ratio']:.3f}")  # fmt: skip
+          f"median ratio ours/hf = {ratio:.3f} (rounds {result['ratio_range']}; target <= 0.90); "
+          f"CPU-time ratio {result['cpu_ratio']:.3f}")  # fmt: skip
     if memory["ours"] is not None:
         for name, m in memory.items():
             print(f"peak RSS growth during a step, {name}: {m['step_peak_growth_mib']:.0f} MiB "
@@ -307,8 +270,9 @@ def bench_generation(case: Case, new_tokens: int, rounds: int, no_cache_rounds: 
         speedup = median_ratio(times["hf generate()"], seconds)
         result[f"{name} vs hf"] = speedup
         result[f"{name} vs hf (cpu time)"] = median_ratio(cpu["hf generate()"], cpu[name])
+        result[f"{name} vs hf range"] = ratio_range(times["hf generate()"], seconds)
         print(f"{name:20s} {result[f'{name} tok/s']:7.1f} tokens/s   median speed ratio vs hf {speedup:.3f} "
-              f"(CPU time: {result[f'{name} vs hf (cpu time)']:.3f})")  # fmt: skip
+              f"(rounds {result[f'{name} vs hf range']}; CPU time: {result[f'{name} vs hf (cpu time)']:.3f})")  # fmt: skip
     result["book no cache tok/s"] = new_tokens / statistics.median(no_cache["book no cache"])
     result["cache speedup"] = median_ratio(no_cache["book no cache"], no_cache["book cache"])
     print(f"{'book no cache':20s} {result['book no cache tok/s']:7.1f} tokens/s   "
@@ -336,7 +300,10 @@ def bench_gpu(case: Case, steps: int, device: str = "cuda", compile_model: bool 
         result[name] = {"train tok/s": tokens_per_s, "mfu": mfu, "peak_mib": memory}
         mfu_text = f"{mfu:.1%}" if mfu is not None else "n/a (unknown GPU peak; set GPU_PEAK_TFLOPS)"
         print(f"train {name:5s}: {tokens_per_s:10.0f} tokens/s  MFU {mfu_text}  peak memory {memory} MiB")
-        result[name]["generate tok/s"] = gpu_generate_throughput(model.eval(), ids[:1, :4], 200, device)
+        new_tokens = min(200, case.n_positions - 4)
+        result[name]["generate tok/s"] = gpu_generate_throughput(
+            model.eval(), ids[:1, :4], new_tokens, device
+        )
         print(
             f"generate {name:5s}: {result[name]['generate tok/s']:.0f} tokens/s (B=1, bf16 autocast, KV cache)"
         )
