@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .checkpoints import ensure_writable_dir, find_resumable_checkpoint
+from .checkpoints import ensure_writable_dir, find_resumable_checkpoint, list_checkpoints
 from .loss_history import HISTORY_FILE, LossHistory
 from .training_state import restore_training_checkpoint, save_final_model, save_training_checkpoint
 
@@ -50,6 +50,7 @@ __all__ = [
     "PretrainResult",
     "calc_loss_batch",
     "calc_loss_loader",
+    "check_output_dir",
     "lr_at_step",
     "param_groups",
     "pretrain",
@@ -65,7 +66,9 @@ class PretrainConfig:
     evaluated on the first ``eval_batches`` batches of each split (the book's ``eval_iter``; None = all)
     and, given a tokenizer, greedily continues ``sample_prompt``. A checkpoint is written every
     ``save_interval`` steps and at the end (None: never); the ``keep_checkpoints`` newest are kept.
-    ``mixed_precision="auto"`` is bf16 on GPUs that support it, full precision elsewhere.
+    ``mixed_precision="auto"`` is bf16 on GPUs that support it, full precision elsewhere. ``time_limit_s``
+    ends training early, cleanly (final evaluation, checkpoint and model), once that many seconds of training
+    have passed; ``resume`` then continues towards ``max_steps``.
     """
 
     output_dir: str | Path
@@ -94,6 +97,7 @@ class PretrainConfig:
     resume: bool = False
     show_progress: bool = True
     dataset_name: str | None = None
+    time_limit_s: float | None = None
 
     def __post_init__(self) -> None:
         if (self.max_steps is None) == (self.num_epochs is None):
@@ -118,6 +122,8 @@ class PretrainConfig:
             raise ValueError(f"lr_schedule must be 'cosine' or 'constant', got {self.lr_schedule!r}")
         if self.weight_decay < 0 or (self.grad_clip is not None and self.grad_clip <= 0):
             raise ValueError("weight_decay must be >= 0 and grad_clip > 0 (or None for no clipping)")
+        if self.time_limit_s is not None and not self.time_limit_s > 0:
+            raise ValueError(f"time_limit_s must be a positive number of seconds, got {self.time_limit_s!r}")
         if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):
             raise ValueError(f"mixed_precision must be auto, no, bf16 or fp16, got {self.mixed_precision!r}")
         self.adam_betas = tuple(self.adam_betas)  # JSON round trips give lists
@@ -136,6 +142,7 @@ class PretrainResult:
     checkpoint: Path | None
     resumed_from: Path | None = None
     seconds: float = 0.0
+    stopped_early: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -341,6 +348,27 @@ def _accumulate_gradients(
     return step_loss, tokens
 
 
+def check_output_dir(output_dir: str | Path, resume: bool) -> None:
+    """Make sure ``output_dir`` is writable, and refuse to start over on top of an earlier run's checkpoints
+    (they would be mixed with, and pruned against, the new ones) unless ``resume``."""
+    output_dir = ensure_writable_dir(output_dir)
+    if not resume and list_checkpoints(output_dir / "checkpoints"):
+        raise FileExistsError(
+            f"{output_dir} already holds checkpoints of an earlier run; resume it (resume=True, CLI: --resume), "
+            "or choose another output directory (or delete that one)"
+        )
+
+
+def _out_of_time(limit_s: float | None, started: float, accelerator: Any) -> bool:
+    """Whether the time limit has passed; every process gets the main process's answer (so all stop together)."""
+    if limit_s is None:
+        return False
+    flag = torch.tensor(float(time.perf_counter() - started > limit_s), device=accelerator.device)
+    if accelerator.num_processes > 1:
+        flag = accelerator.reduce(flag, reduction="sum")
+    return bool(flag > 0)
+
+
 def make_accelerator(mixed_precision: str = "auto", cpu: bool = False) -> Any:
     """An ``accelerate.Accelerator``; ``"auto"`` picks bf16 on GPUs that support it, full precision otherwise."""
     from accelerate import Accelerator
@@ -374,7 +402,7 @@ def pretrain(
     output_dir = Path(cfg.output_dir)
     ckpt_root = output_dir / "checkpoints"
     if accelerator.is_main_process:
-        ensure_writable_dir(output_dir)
+        check_output_dir(output_dir, cfg.resume)
     world, rank = accelerator.num_processes, accelerator.process_index
 
     random.seed(cfg.seed)
@@ -418,6 +446,7 @@ def pretrain(
     progress = _progress_bar(cfg, accelerator, state["step"], total_steps)
     checkpoint = None
     window_start, window_tokens = time.perf_counter(), 0
+    loop_started, out_of_time = time.perf_counter(), False
     while state["step"] < total_steps:
         step_loss, tokens = _accumulate_gradients(model, batches, cfg.grad_accum_steps, accelerator)
         state["micro_batches"] += cfg.grad_accum_steps
@@ -440,7 +469,9 @@ def pretrain(
             rate = window_tokens / max(time.perf_counter() - window_start, 1e-9)
             progress.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{rate:,.0f}", refresh=False)
             progress.update(1)
-        if step % cfg.eval_interval == 0 or step == total_steps:
+        out_of_time = _out_of_time(cfg.time_limit_s, loop_started, accelerator)
+        last = step == total_steps or out_of_time
+        if step % cfg.eval_interval == 0 or last:
             model.eval()
             train_loss = _evaluate(model, train_data, cfg, accelerator)
             val_loss = _evaluate(model, val_data, cfg, accelerator)
@@ -450,7 +481,7 @@ def pretrain(
             if accelerator.is_main_process:
                 history.save(output_dir)
             window_start, window_tokens = time.perf_counter(), 0
-        if cfg.save_interval and (step % cfg.save_interval == 0 or step == total_steps):
+        if cfg.save_interval and (step % cfg.save_interval == 0 or last):
             checkpoint = save_training_checkpoint(
                 ckpt_root,
                 state,
@@ -462,6 +493,9 @@ def pretrain(
                 accelerator,
                 cfg.keep_checkpoints,
             )
+        if out_of_time:
+            accelerator.print(f"Stopping at step {step}: the time limit of {cfg.time_limit_s:g} s is reached")
+            break
     if progress is not None:
         progress.close()
 
@@ -482,6 +516,7 @@ def pretrain(
         resumed_from=resumed_from,
         seconds=time.perf_counter() - started,
         extra={"tokens_per_micro_batch": tokens_per_micro, "total_steps": total_steps},
+        stopped_early=out_of_time,
     )
 
 

@@ -342,3 +342,19 @@ def test_sigkill_mid_run_then_resume_reproduces_the_uninterrupted_run(tmp_path):
     assert steps_of("".join(seen))[7] == reference[7]
     ref_weights = (tmp_path / "ref" / "model.safetensors").read_bytes()
     assert (tmp_path / "run" / "model.safetensors").read_bytes() == ref_weights
+
+
+def test_time_limit_stops_cleanly_and_resume_continues(tmp_path):
+    train, val = datasets_for(patterned_ids())
+    cfg = quiet(tmp_path, max_steps=10, save_interval=5, time_limit_s=1e-9)
+    result = pretrain(new_model(), train, val, cfg)
+    assert result.stopped_early and result.step == 1
+    assert result.history.steps == [1]  # a final evaluation at the stop
+    assert (tmp_path / "checkpoints" / "checkpoint-00000001").is_dir() and (
+        tmp_path / "model.safetensors"
+    ).is_file()
+    rest = pretrain(new_model(), train, val, quiet(tmp_path, max_steps=10, save_interval=5, resume=True))
+    assert rest.step == 10 and not rest.stopped_early
+    assert rest.history.step_log["steps"] == list(range(1, 11))
+    with pytest.raises(ValueError, match="time_limit_s must be a positive number"):
+        quiet(tmp_path, time_limit_s=0)

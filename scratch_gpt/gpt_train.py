@@ -1,0 +1,236 @@
+"""Pretrain a GPT on a corpus in one call: tokenizer, token file, model, training loop (book ch. 5's gpt_train.py).
+
+The book's ``gpt_train.py`` script wires chapter 2's data loaders, chapter 4's ``GPTModel`` and chapter 5's
+``train_model_simple`` together for the-verdict.txt. ``pretrain_from_corpus`` does the same for any corpus
+(a text file, a folder of them, JSON Lines, a ``datasets`` dataset; see ``data.iter_documents``):
+
+1. the tokenizer: loaded from a folder, or a byte-level BPE trained on the corpus (``BPETokenizer.train``),
+   wrapped as ``ScratchGPTTokenizerFast`` and saved to ``<output_dir>/tokenizer``;
+2. the corpus tokenized once (Rust encoder, each document followed by ``<|endoftext|>``) into a token file
+   ``<output_dir>/data/corpus.bin`` (reused while corpus, settings and tokenizer are unchanged);
+3. train/validation windows by position (the last ``val_fraction`` of the tokens validate);
+4. a ``ScratchGPTForCausalLM`` from a preset or explicit sizes, trained by ``pretrain.pretrain``.
+
+With ``resume=True`` the saved tokenizer and token file are reused and training continues from the newest
+checkpoint. With several processes (``accelerate launch``) the main process prepares tokenizer and token file
+first; the others then load them.
+
+Deliberately not here: the training loop itself (``pretrain.py``) and argument parsing (``cli/train.py``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .data import iter_documents
+from .pretrain import PretrainConfig, PretrainResult, check_output_dir, make_accelerator, pretrain
+from .token_files import TokenFileDataset, read_token_file_info, write_token_ids
+
+__all__ = ["load_tokenizer", "train_tokenizer", "pretrain_from_corpus", "describe", "EOS_TOKEN"]
+
+EOS_TOKEN = "<|endoftext|>"
+GPT2_FILE_PAIRS = (("encoder.json", "vocab.bpe"), ("vocab.json", "merges.txt"))
+
+
+def load_tokenizer(path: str | Path, *, model_max_length: int | None = None) -> Any:
+    """A Hugging Face tokenizer from a folder holding one of: ``save_pretrained`` output (``tokenizer.json``),
+    ``BPETokenizer.save`` output, or GPT-2's ``encoder.json`` + ``vocab.bpe`` (or ``vocab.json`` +
+    ``merges.txt``). Raises ``FileNotFoundError`` naming what is missing."""
+    from transformers import AutoTokenizer
+
+    from .bpe import BPETokenizer
+    from .tokenization_scratch_gpt import ScratchGPTTokenizerFast
+
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"tokenizer folder {path} does not exist")
+    gpt2_files = any((path / a).is_file() and (path / b).is_file() for a, b in GPT2_FILE_PAIRS)
+    if (path / "bpe_config.json").is_file() or (
+        gpt2_files and not (path / "tokenizer_config.json").is_file()
+    ):
+        kwargs = {"model_max_length": model_max_length} if model_max_length else {}
+        return ScratchGPTTokenizerFast.from_bpe(BPETokenizer.load(path), **kwargs)
+    if (path / "tokenizer.json").is_file():
+        return AutoTokenizer.from_pretrained(str(path))
+    raise FileNotFoundError(
+        f"{path} holds no tokenizer: expected tokenizer.json (save_pretrained), bpe_config.json "
+        "(BPETokenizer.save), or GPT-2's encoder.json + vocab.bpe"
+    )
+
+
+def train_tokenizer(documents: Iterable[str], vocab_size: int, *, model_max_length: int) -> Any:
+    """Train a byte-level BPE (``<|endoftext|>`` special) on ``documents``; a ``ScratchGPTTokenizerFast``
+    (which adds a distinct ``<|pad|>``, so ``len(tokenizer) == vocab_size + 1``)."""
+    from .bpe import BPETokenizer
+    from .tokenization_scratch_gpt import ScratchGPTTokenizerFast
+
+    bpe = BPETokenizer.train(list(documents), vocab_size, special_tokens=(EOS_TOKEN,))
+    return ScratchGPTTokenizerFast.from_bpe(bpe, model_max_length=model_max_length)
+
+
+def _documents(corpus: Any, read_kwargs: dict[str, Any]) -> Iterator[str]:
+    sources = corpus if isinstance(corpus, (list, tuple)) else [corpus]
+    if not sources:
+        raise ValueError("no corpus given: pass at least one file, folder or dataset")
+    for source in sources:
+        yield from iter_documents(source, **read_kwargs)
+
+
+def _eos_id(tokenizer: Any) -> int:
+    eos = tokenizer.convert_tokens_to_ids(EOS_TOKEN)
+    if not isinstance(eos, int) or eos == getattr(tokenizer, "unk_token_id", None):
+        raise ValueError(f"the tokenizer has no {EOS_TOKEN} token; the corpus needs it between documents")
+    return eos
+
+
+def _encoded(tokenizer: Any, documents: Iterable[str], chunk: int = 256) -> Iterator[list[int]]:
+    """Each document's ids, encoded by the Rust tokenizer in batches (no special tokens added)."""
+    backend = tokenizer.backend_tokenizer
+    batch: list[str] = []
+    for text in documents:
+        batch.append(text)
+        if len(batch) == chunk:
+            yield from (e.ids for e in backend.encode_batch(batch, add_special_tokens=False))
+            batch = []
+    if batch:
+        yield from (e.ids for e in backend.encode_batch(batch, add_special_tokens=False))
+
+
+def _token_file(corpus: Any, tokenizer: Any, data_dir: Path, read_kwargs: dict[str, Any]) -> Path:
+    """Tokenize the corpus into ``data_dir/corpus.bin`` unless an up-to-date file is already there."""
+    path = data_dir / "corpus.bin"
+    sources = [str(s) for s in (corpus if isinstance(corpus, (list, tuple)) else [corpus])]
+    tokenizer_json = tokenizer.backend_tokenizer.to_str()
+    fingerprint = {
+        "sources": sources,
+        "read": {k: str(v) for k, v in sorted(read_kwargs.items())},
+        "tokenizer_sha256": hashlib.sha256(tokenizer_json.encode("utf-8")).hexdigest(),
+    }
+    if path.is_file():
+        try:
+            if read_token_file_info(path).metadata.get("fingerprint") == fingerprint:
+                return path
+        except (ValueError, FileNotFoundError):
+            pass  # damaged or incomplete: write it again
+    write_token_ids(
+        path,
+        _encoded(tokenizer, _documents(corpus, read_kwargs)),
+        vocab_size=len(tokenizer),
+        eos_id=_eos_id(tokenizer),
+        metadata={"fingerprint": fingerprint},
+    )
+    return path
+
+
+def pretrain_from_corpus(
+    corpus: str | Path | Sequence[str | Path] | Any,
+    output_dir: str | Path,
+    *,
+    tokenizer: str | Path | Any | None = None,
+    vocab_size: int = 4096,
+    preset: str | None = None,
+    n_layer: int = 4,
+    n_embd: int = 256,
+    n_head: int = 4,
+    dropout: float = 0.0,
+    context_length: int = 256,
+    stride: int | None = None,
+    val_fraction: float = 0.1,
+    text_field: str = "text",
+    pattern: str = "*.txt",
+    decode_errors: str = "strict",
+    accelerator: Any = None,
+    **train_settings: Any,
+) -> PretrainResult:
+    """Train a tokenizer (unless given) and a GPT on ``corpus``; returns ``pretrain``'s result.
+
+    Args:
+        corpus: a text file, ``.jsonl`` file, folder, ``datasets`` dataset, or a list of these.
+        output_dir: where everything is written (see ``pretrain``); the final model loads with
+            ``AutoModelForCausalLM.from_pretrained(output_dir)``.
+        tokenizer: a tokenizer folder (see ``load_tokenizer``) or a Hugging Face tokenizer; None trains a
+            byte-level BPE with ``vocab_size`` tokens on the corpus (or reuses ``output_dir/tokenizer``
+            when resuming).
+        preset: a ``ScratchGPTConfig`` preset (``gpt2-small`` ...); otherwise ``n_layer``, ``n_embd`` and
+            ``n_head`` give the size. ``context_length`` is ``n_positions``.
+        stride: window stride (default: ``context_length``, non-overlapping windows).
+        val_fraction: the last fraction of the tokens held out for validation.
+        text_field, pattern, decode_errors: how the corpus is read (``data.iter_documents``).
+        train_settings: ``PretrainConfig`` fields (``max_steps`` or ``num_epochs``, ``batch_size``, ``seed``,
+            ``resume`` ...).
+    """
+    cfg = PretrainConfig(output_dir=output_dir, **train_settings)
+    output_dir = Path(output_dir)
+    accelerator = accelerator or make_accelerator(cfg.mixed_precision)
+    read_kwargs = {"text_field": text_field, "pattern": pattern, "errors": decode_errors}
+    if accelerator.is_main_process:
+        check_output_dir(output_dir, cfg.resume)  # fail before spending time on the tokenizer
+    with accelerator.main_process_first():
+        tok = _prepare_tokenizer(
+            tokenizer, corpus, output_dir, vocab_size, context_length, read_kwargs, cfg.resume, accelerator
+        )
+        data_file = _token_file(corpus, tok, output_dir / "data", read_kwargs)
+    stride = stride or context_length
+    train = TokenFileDataset(data_file, context_length, stride, split="train", val_fraction=val_fraction)
+    val = TokenFileDataset(data_file, context_length, context_length, split="val", val_fraction=val_fraction)
+    model = _build_model(tok, preset, n_layer, n_embd, n_head, dropout, context_length, cfg.seed)
+    if cfg.dataset_name is None:
+        cfg.dataset_name = ", ".join(
+            str(s) for s in (corpus if isinstance(corpus, (list, tuple)) else [corpus])
+        )
+    return pretrain(model, train, val, cfg, tokenizer=tok, accelerator=accelerator)
+
+
+def _prepare_tokenizer(
+    tokenizer, corpus, output_dir, vocab_size, context_length, read_kwargs, resume, accelerator
+):  # noqa: ANN001, ANN202
+    saved = output_dir / "tokenizer"
+    if tokenizer is not None and not isinstance(tokenizer, (str, Path)):
+        tok = tokenizer
+    elif tokenizer is not None:
+        tok = load_tokenizer(tokenizer, model_max_length=context_length)
+    elif (saved / "tokenizer.json").is_file() and (resume or not accelerator.is_main_process):
+        tok = load_tokenizer(saved)
+    else:
+        tok = train_tokenizer(_documents(corpus, read_kwargs), vocab_size, model_max_length=context_length)
+    if accelerator.is_main_process:
+        tok.save_pretrained(str(saved))
+    _eos_id(tok)
+    return tok
+
+
+def _build_model(tok, preset, n_layer, n_embd, n_head, dropout, context_length, seed):  # noqa: ANN001, ANN202
+    from .configuration_scratch_gpt import ScratchGPTConfig
+    from .modeling_scratch_gpt import ScratchGPTForCausalLM
+
+    special = {"eos_token_id": _eos_id(tok), "pad_token_id": tok.pad_token_id}
+    sizes = {"vocab_size": len(tok), "n_positions": context_length, "dropout": dropout, **special}
+    if preset is not None:
+        config = ScratchGPTConfig.from_preset(preset, **sizes)
+    else:
+        config = ScratchGPTConfig(n_layer=n_layer, n_embd=n_embd, n_head=n_head, **sizes)
+    torch.manual_seed(seed)
+    return ScratchGPTForCausalLM(config)
+
+
+def describe(result: PretrainResult) -> str:
+    """A short human summary of a finished run (used by the CLI)."""
+    lines = [f"trained {result.step} steps, {result.tokens_seen:,} tokens in {result.seconds:.0f} s"]
+    if result.history.steps:
+        last = result.history.last_eval()
+        lines.append(
+            f"final train loss {last['train_losses']:.3f}, val loss {last['val_losses']:.3f} "
+            f"(perplexity {last['val_perplexity']:.1f})"
+        )
+    lines.append(f"model + tokenizer: {result.output_dir}")
+    if result.plot_path:
+        lines.append(f"loss plot: {result.plot_path}")
+    lines.append(f"history: {result.history_path}")
+    if result.stopped_early:
+        lines.append("stopped early at the time limit; --resume continues towards max_steps")
+    return "\n".join(lines)

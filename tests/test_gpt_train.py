@@ -1,0 +1,130 @@
+"""Tests for scratch_gpt.gpt_train: corpus -> tokenizer -> token file -> model -> pretrain, in one call."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import data_file
+
+from scratch_gpt.gpt_train import load_tokenizer, pretrain_from_corpus, train_tokenizer
+from scratch_gpt.token_files import open_token_file
+
+TINY = dict(vocab_size=300, n_layer=1, n_embd=32, n_head=2, context_length=16, batch_size=4)
+QUIET = dict(eval_interval=3, eval_batches=2, sample_prompt=None, show_progress=False)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    text = data_file("the-verdict.txt").read_text(encoding="utf-8")
+    (folder / "a.txt").write_text(text[:10000], encoding="utf-8")
+    (folder / "b.txt").write_text(text[10000:], encoding="utf-8")
+    return folder
+
+
+@pytest.mark.slow
+def test_trains_tokenizer_writes_token_file_and_a_loadable_model(tmp_path, corpus):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = tmp_path / "run"
+    result = pretrain_from_corpus(corpus, out, max_steps=3, **TINY, **QUIET)
+    assert result.step == 3
+    tok = AutoTokenizer.from_pretrained(out)
+    assert len(tok) == 301  # 300 BPE tokens (with <|endoftext|>) + the distinct <|pad|>
+    ids, info = open_token_file(out / "data" / "corpus.bin")
+    assert info.num_documents == 2 and info.dtype == "uint16" and info.vocab_size == 301
+    eos = tok.convert_tokens_to_ids("<|endoftext|>")
+    assert int((ids == eos).sum()) == 2  # one after each document
+    text = data_file("the-verdict.txt").read_text(encoding="utf-8")
+    assert ids[:20].tolist() == tok(text[:10000], add_special_tokens=False)["input_ids"][:20]
+    model = AutoModelForCausalLM.from_pretrained(out)
+    assert model.config.vocab_size == 301 and model.config.n_positions == 16
+    assert model.config.eos_token_id == eos and model.config.pad_token_id == tok.pad_token_id
+    assert (out / "tokenizer" / "tokenizer.json").is_file()
+
+
+def test_resume_reuses_tokenizer_and_token_file(tmp_path, corpus):
+    out = tmp_path / "run"
+    pretrain_from_corpus(corpus, out, max_steps=3, save_interval=3, **TINY, **QUIET)
+    token_file = out / "data" / "corpus.bin"
+    before = (token_file.stat().st_mtime_ns, (out / "tokenizer" / "tokenizer.json").read_text())
+    result = pretrain_from_corpus(corpus, out, max_steps=6, save_interval=3, resume=True, **TINY, **QUIET)
+    assert result.resumed_from.name == "checkpoint-00000003" and result.step == 6
+    assert (token_file.stat().st_mtime_ns, (out / "tokenizer" / "tokenizer.json").read_text()) == before
+
+
+def test_gpt2_tokenizer_folder(tmp_path):
+    tok = load_tokenizer(data_file("encoder.json").parent, model_max_length=64)  # encoder.json + vocab.bpe
+    assert tok("Hello,", add_special_tokens=False)["input_ids"] == [15496, 11]
+    assert tok.convert_tokens_to_ids("<|endoftext|>") == 50256 and tok.model_max_length == 64
+    result = pretrain_from_corpus(
+        data_file("the-verdict.txt"), tmp_path / "run", tokenizer=tok, n_layer=1, n_embd=16, n_head=2,
+        context_length=16, batch_size=2, max_steps=1, save_interval=None, **QUIET,
+    )  # fmt: skip
+    ids, _ = open_token_file(tmp_path / "run" / "data" / "corpus.bin")
+    assert ids[:4].tolist() == [40, 367, 2885, 1464] and len(ids) == 5146  # the book's 5,145 tokens + eos
+    assert result.step == 1
+
+
+def test_preset_sizes_reach_the_model(tmp_path, corpus, monkeypatch):
+    from types import SimpleNamespace
+
+    import scratch_gpt.gpt_train as gpt_train
+    import scratch_gpt.modeling_scratch_gpt as modeling
+
+    seen = {}
+    monkeypatch.setattr(modeling, "ScratchGPTForCausalLM", lambda config: SimpleNamespace(config=config))
+    monkeypatch.setattr(gpt_train, "pretrain", lambda model, *a, **k: seen.setdefault("config", model.config))
+    pretrain_from_corpus(corpus, tmp_path / "run", preset="gpt2-medium", max_steps=1, **TINY, **QUIET)
+    config = seen["config"]
+    assert (config.n_layer, config.n_embd, config.n_head, config.n_positions) == (24, 1024, 16, 16)
+    assert config.vocab_size == 301
+
+
+def test_train_tokenizer_adds_pad():
+    tok = train_tokenizer(["hello world " * 50, "other words here " * 50], 270, model_max_length=32)
+    assert len(tok) == 271 and tok.pad_token == "<|pad|>" and tok.eos_token == "<|endoftext|>"
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_folder_without_tokenizer(tmp_path):
+    with pytest.raises(FileNotFoundError, match="holds no tokenizer"):
+        load_tokenizer(tmp_path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_tokenizer(tmp_path / "nope")
+
+
+def test_existing_run_without_resume_is_refused_before_any_work(tmp_path, corpus):
+    out = tmp_path / "run"
+    pretrain_from_corpus(corpus, out, max_steps=2, save_interval=2, **TINY, **QUIET)
+    with pytest.raises(FileExistsError, match="already holds checkpoints of an earlier run; resume it"):
+        pretrain_from_corpus(corpus, out, max_steps=2, **TINY, **QUIET)
+
+
+@pytest.mark.filterwarnings("ignore:the corpus ran out of pairs")
+def test_undecodable_corpus_and_too_short_corpus(tmp_path):
+    bad = tmp_path / "bad.txt"
+    verdict = data_file("the-verdict.txt").read_bytes()
+    bad.write_bytes(verdict + b"\xff")
+    with pytest.raises(ValueError, match=rf"bad\.txt: byte offset {len(verdict)} "):
+        pretrain_from_corpus(bad, tmp_path / "r1", max_steps=1, **TINY, **QUIET)
+    assert not (tmp_path / "r1" / "tokenizer").exists()  # failed while reading, before anything was saved
+    result = pretrain_from_corpus(
+        bad, tmp_path / "r2", decode_errors="replace", max_steps=1, save_interval=None, **TINY, **QUIET
+    )
+    assert result.step == 1
+    short = tmp_path / "short.txt"
+    short.write_text("just a few words, far too short for windows of sixteen tokens " * 2, encoding="utf-8")
+    with pytest.raises(ValueError, match=r"the val split of .* tokens, but one training window needs"):
+        pretrain_from_corpus(short, tmp_path / "r3", max_steps=1, **{**TINY, "vocab_size": 270}, **QUIET)
