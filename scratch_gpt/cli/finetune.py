@@ -97,6 +97,10 @@ def _add_finetune_classifier(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=_finetune_classifier)
 
 
+def _print_now(line: str) -> None:
+    print(line, flush=True)  # progress lines show up at once, also when stdout goes to a log file
+
+
 def _finetune_classifier(args: argparse.Namespace) -> int:
     from ..finetune_classifier import finetune_classifier
 
@@ -122,7 +126,7 @@ def _finetune_classifier(args: argparse.Namespace) -> int:
         tokenizer_dir=args.tokenizer,
         device=args.device,
         overwrite=args.overwrite,
-        log=None if args.quiet else print,
+        log=None if args.quiet else _print_now,
     )
     before, after = result["accuracy_before"], result["accuracy"]
     for name in ("train", "validation", "test"):
