@@ -28,6 +28,7 @@ FSDP-specific checkpoint formats, and early stopping.
 from __future__ import annotations
 
 import math
+import os
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -370,9 +371,15 @@ def _out_of_time(limit_s: float | None, started: float, accelerator: Any) -> boo
 
 
 def make_accelerator(mixed_precision: str = "auto", cpu: bool = False) -> Any:
-    """An ``accelerate.Accelerator``; ``"auto"`` picks bf16 on GPUs that support it, full precision otherwise."""
+    """An ``accelerate.Accelerator``; ``"auto"`` picks bf16 on GPUs that support it, full precision otherwise.
+
+    Several processes without a GPU (``accelerate launch --multi_gpu --num_processes N`` on a CPU machine)
+    train with CPU DDP over gloo.
+    """
     from accelerate import Accelerator
 
+    if not cpu and not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        cpu = True  # accelerate only sets up gloo/CPU DDP when asked for the CPU explicitly
     if mixed_precision == "auto":
         bf16 = not cpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
         mixed_precision = "bf16" if bf16 else "no"
