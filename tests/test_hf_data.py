@@ -109,3 +109,43 @@ def test_bad_dataset_and_tokenizer(tmp_path):
     (tmp_path / "e.txt").write_text("", encoding="utf-8")
     with pytest.raises(ValueError, match="holds no text"):
         load_text_dataset(tmp_path / "e.txt")
+
+
+# ---------------------------------------------------------------- the Trainer example built on these helpers
+
+
+def _trainer_example():
+    import importlib.util
+
+    from conftest import REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location(
+        "pretrain_with_trainer", REPO_ROOT / "examples" / "pretrain_with_trainer.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_trainer_example_trains_with_exact_gradient_accumulation(tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    example = _trainer_example()
+    common = ["--corpus", str(data_file("the-verdict.txt")), "--vocab-size", "300", "--context-length", "16",
+              "--n-layer", "1", "--n-embd", "32", "--n-head", "2", "--max-steps", "3", "--eval-steps", "3",
+              "--logging-steps", "1", "--warmup-steps", "1"]  # fmt: skip
+    big = example.main([*common, "--output-dir", str(tmp_path / "a"), "--batch-size", "4"])
+    acc = example.main(
+        [*common, "--output-dir", str(tmp_path / "b"), "--batch-size", "2", "--grad-accum", "2"]
+    )
+    assert big["steps"] == acc["steps"] == 3
+    assert acc["train_losses"] == pytest.approx(big["train_losses"], abs=1e-5)
+    assert acc["eval_loss"] == pytest.approx(big["eval_loss"], abs=1e-5)
+    a = AutoModelForCausalLM.from_pretrained(tmp_path / "a")
+    b = AutoModelForCausalLM.from_pretrained(tmp_path / "b")
+    for (name, pa), (_, pb) in zip(a.named_parameters(), b.named_parameters()):
+        assert torch.allclose(pa, pb, atol=1e-5), name
+    history = json.loads((tmp_path / "a" / "training_history.json").read_text())
+    assert history["steps"] == [3] and history["tokens_seen"] == [3 * 4 * 16]
