@@ -59,15 +59,22 @@ def verdict(args: argparse.Namespace) -> dict:
     text = (DATA_DIR / "the-verdict.txt").read_text(encoding="utf-8")
     train_text, val_text = train_val_split(text, 0.9)
     loaders = {
-        "train": create_dataloader_v1(train_text, 2, 256, 256, shuffle=False, drop_last=True, tokenizer=tokenizer),
-        "val": create_dataloader_v1(val_text, 2, 256, 256, shuffle=False, drop_last=False, tokenizer=tokenizer),
+        "train": create_dataloader_v1(
+            train_text, 2, 256, 256, shuffle=False, drop_last=True, tokenizer=tokenizer
+        ),
+        "val": create_dataloader_v1(
+            val_text, 2, 256, 256, shuffle=False, drop_last=False, tokenizer=tokenizer
+        ),
     }
     torch.manual_seed(123)
     config = ScratchGPTConfig.from_preset("gpt2-small", vocab_size=50257, n_positions=256, dropout=0.1)
     model = ScratchGPTForCausalLM(config)
     model.eval()
     initial = {name: calc_loss_loader(loader, model) for name, loader in loaders.items()}
-    print(f"initial loss: train {initial['train']:.3f}, val {initial['val']:.3f} (book: 10.988 / 10.981)", flush=True)
+    print(
+        f"initial loss: train {initial['train']:.3f}, val {initial['val']:.3f} (book: 10.988 / 10.981)",
+        flush=True,
+    )
     cfg = PretrainConfig(
         output_dir=args.output_dir,
         num_epochs=args.epochs,
@@ -117,7 +124,7 @@ def shakespeare(args: argparse.Namespace) -> dict:
     """A small GPT on tinyshakespeare for a fixed wall-clock budget; the validation loss at the end."""
     from scratch_gpt import BPETokenizer, ScratchGPTConfig, ScratchGPTForCausalLM
     from scratch_gpt.data import GPTDatasetV1, train_val_split
-    from scratch_gpt.pretrain import PretrainConfig, calc_loss_loader, pretrain
+    from scratch_gpt.pretrain import PretrainConfig, pretrain
 
     text = (DATA_DIR / "tinyshakespeare.txt").read_text(encoding="utf-8")
     started = time.perf_counter()
@@ -126,45 +133,37 @@ def shakespeare(args: argparse.Namespace) -> dict:
     tokenize_s = time.perf_counter() - started
     train_ids, val_ids = train_val_split(ids, 0.9)
     ctx = args.context_length
-    train, val = GPTDatasetV1(train_ids, max_length=ctx, stride=ctx), GPTDatasetV1(val_ids, max_length=ctx, stride=ctx)
+    train, val = (
+        GPTDatasetV1(train_ids, max_length=ctx, stride=ctx),
+        GPTDatasetV1(val_ids, max_length=ctx, stride=ctx),
+    )
     torch.manual_seed(123)
     config = ScratchGPTConfig(
-        vocab_size=bpe.vocab_size, n_positions=ctx, n_embd=args.n_embd, n_layer=args.n_layer, n_head=args.n_head, dropout=0.0
+        vocab_size=bpe.vocab_size,
+        n_positions=ctx,
+        n_embd=args.n_embd,
+        n_layer=args.n_layer,
+        n_head=args.n_head,
+        dropout=0.0,
     )
     model = ScratchGPTForCausalLM(config)
-    steps_done = {"n": 0}
-    deadline = time.perf_counter() + args.budget_s
-
-    class OutOfTime(Exception):
-        pass
-
-    def on_step(step: int, loss: float) -> None:
-        steps_done["n"] = step
-        if time.perf_counter() > deadline:
-            raise OutOfTime
-
     cfg = PretrainConfig(
         output_dir=args.output_dir,
         max_steps=args.max_steps,
         batch_size=args.batch_size,
         learning_rate=1e-3,
-        min_lr=1e-4,
+        lr_schedule="constant",  # the run ends at the time limit, not at a planned step
         warmup_steps=50,
-        eval_interval=10**9,
+        eval_interval=10**9,  # evaluate once, when the time is up
+        eval_batches=40,  # at batch 8 and context 128 this covers the whole validation split
         save_interval=None,
         sample_prompt=None,
         mixed_precision="no",
+        time_limit_s=args.budget_s,
         show_progress=args.progress,
     )
-    train_started = time.perf_counter()
-    try:
-        pretrain(model, train, val, cfg, on_step=on_step)
-    except OutOfTime:
-        pass
-    train_s = time.perf_counter() - train_started
-    model.eval()
-    loader = torch.utils.data.DataLoader(val, batch_size=16)
-    val_loss = calc_loss_loader(loader, model)
+    result = pretrain(model, train, val, cfg)
+    val_loss = result.history.val_losses[-1]
     return {
         "mode": "shakespeare",
         "machine": machine(),
@@ -173,10 +172,10 @@ def shakespeare(args: argparse.Namespace) -> dict:
         "parameters": sum(p.numel() for p in model.parameters()),
         "config": {"n_layer": args.n_layer, "n_embd": args.n_embd, "n_head": args.n_head, "context": ctx},
         "batch_size": args.batch_size,
-        "steps": steps_done["n"],
-        "train_tokens": steps_done["n"] * args.batch_size * ctx,
+        "steps": result.step,
+        "train_tokens": result.tokens_seen,
         "tokenizer_s": tokenize_s,
-        "train_s": train_s,
+        "train_s": result.seconds,
         "val_loss": val_loss,
         "val_perplexity": math.exp(val_loss),
     }
@@ -206,42 +205,91 @@ def vs_trainer(args: argparse.Namespace) -> dict:
             row = torch.cat([x, y[-1:]])
             return {"input_ids": row, "labels": row}
 
+    def steady_rate(stamps: list[tuple[float, float]]) -> tuple[float, float]:
+        """Tokens per wall second and per CPU second of this process, between the end of step 2 and the last
+        step (setup, warm-up and saving excluded). CPU seconds are less disturbed by other jobs."""
+        tokens = (len(stamps) - 2) * bs * ctx
+        return tokens / (stamps[-1][0] - stamps[1][0]), tokens / (stamps[-1][1] - stamps[1][1])
+
+    def stamp() -> tuple[float, float]:
+        return time.perf_counter(), time.process_time()
+
     def ours() -> float:
         torch.manual_seed(0)
-        model = ScratchGPTForCausalLM(ScratchGPTConfig(vocab_size=bpe.vocab_size, n_positions=ctx + 1, dropout=0.0, **sizes))
-        cfg = PretrainConfig(
-            output_dir=args.output_dir + "/ours", max_steps=steps, batch_size=bs, eval_interval=10**9,
-            eval_batches=1, save_interval=None, sample_prompt=None, mixed_precision="no", show_progress=False,
+        model = ScratchGPTForCausalLM(
+            ScratchGPTConfig(vocab_size=bpe.vocab_size, n_positions=ctx + 1, dropout=0.0, **sizes)
         )
-        start = time.perf_counter()
-        pretrain(model, windows, None, cfg)
-        return steps * bs * ctx / (time.perf_counter() - start)
+        cfg = PretrainConfig(
+            output_dir=args.output_dir + "/ours",
+            max_steps=steps,
+            batch_size=bs,
+            eval_interval=10**9,
+            eval_batches=1,
+            save_interval=None,
+            sample_prompt=None,
+            mixed_precision="no",
+            show_progress=False,
+        )
+        stamps: list[tuple[float, float]] = []
+        pretrain(model, windows, None, cfg, on_step=lambda step, loss: stamps.append(stamp()))
+        return steady_rate(stamps)
 
     def trainer() -> float:
+        from transformers import TrainerCallback
+
+        class Stamps(TrainerCallback):
+            def __init__(self):
+                self.stamps: list[tuple[float, float]] = []
+
+            def on_step_end(self, args, state, control, **kwargs):
+                self.stamps.append(stamp())
+
         torch.manual_seed(0)
-        config = GPT2Config(vocab_size=bpe.vocab_size, n_positions=ctx + 1, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, **sizes)
+        config = GPT2Config(
+            vocab_size=bpe.vocab_size,
+            n_positions=ctx + 1,
+            resid_pdrop=0.0,
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,
+            **sizes,
+        )
         model = GPT2LMHeadModel(config)
         targs = TrainingArguments(
-            output_dir=args.output_dir + "/trainer", max_steps=steps, per_device_train_batch_size=bs,
-            learning_rate=4e-4, weight_decay=0.1, lr_scheduler_type="cosine", max_grad_norm=1.0, save_strategy="no",
-            report_to=[], logging_strategy="no", disable_tqdm=True, use_cpu=True, dataloader_num_workers=0, seed=0,
+            output_dir=args.output_dir + "/trainer",
+            max_steps=steps,
+            per_device_train_batch_size=bs,
+            learning_rate=4e-4,
+            weight_decay=0.1,
+            lr_scheduler_type="cosine",
+            max_grad_norm=1.0,
+            save_strategy="no",
+            report_to=[],
+            logging_strategy="no",
+            disable_tqdm=True,
+            use_cpu=True,
+            dataloader_num_workers=0,
+            seed=0,
         )
-        start = time.perf_counter()
-        Trainer(model=model, args=targs, train_dataset=Blocks()).train()
-        return steps * bs * ctx / (time.perf_counter() - start)  # the same tokens per step (ctx predictions/row)
+        callback = Stamps()
+        Trainer(model=model, args=targs, train_dataset=Blocks(), callbacks=[callback]).train()
+        return steady_rate(callback.stamps)  # the same tokens per step: ctx predictions per row
 
     rounds = []
     for r in range(args.rounds):
-        pair = (ours(), trainer()) if r % 2 == 0 else tuple(reversed((trainer(), ours())))
-        rounds.append({"ours_tok_s": pair[0], "trainer_tok_s": pair[1], "ratio": pair[0] / pair[1]})
+        first, second = (ours, trainer) if r % 2 == 0 else (trainer, ours)  # alternate who goes first
+        a, b = first(), second()
+        (o_wall, o_cpu), (t_wall, t_cpu) = (a, b) if first is ours else (b, a)
+        rounds.append({"ours_tok_s": o_wall, "trainer_tok_s": t_wall, "wall_ratio": o_wall / t_wall,
+                       "ours_tok_cpu_s": o_cpu, "trainer_tok_cpu_s": t_cpu, "cpu_ratio": o_cpu / t_cpu})  # fmt: skip
         print(rounds[-1], flush=True)
-    ratios = sorted(r["ratio"] for r in rounds)
+    median = lambda key: sorted(r[key] for r in rounds)[len(rounds) // 2]  # noqa: E731
     return {
         "mode": "vs-trainer",
         "machine": machine(),
         "config": {**sizes, "context": ctx, "batch": bs, "steps": steps, "vocab": bpe.vocab_size},
         "rounds": rounds,
-        "median_ratio": ratios[len(ratios) // 2],
+        "median_wall_ratio": median("wall_ratio"),
+        "median_cpu_ratio": median("cpu_ratio"),
     }
 
 
@@ -261,8 +309,16 @@ def gpu(args: argparse.Namespace) -> dict:
     n_params = sum(p.numel() for p in model.parameters())
     times = []
     cfg = PretrainConfig(
-        output_dir=args.output_dir, max_steps=steps, batch_size=bs, eval_interval=10**9, eval_batches=1,
-        save_interval=None, sample_prompt=None, mixed_precision="bf16", compile=True, show_progress=False,
+        output_dir=args.output_dir,
+        max_steps=steps,
+        batch_size=bs,
+        eval_interval=10**9,
+        eval_batches=1,
+        save_interval=None,
+        sample_prompt=None,
+        mixed_precision="bf16",
+        compile=True,
+        show_progress=False,
     )
 
     def on_step(step: int, loss: float) -> None:
@@ -305,7 +361,9 @@ def main() -> None:
     parser.add_argument("--progress", action="store_true")
     parser.add_argument("--json", help="also write the summary to this file")
     args = parser.parse_args()
-    summary = {"verdict": verdict, "shakespeare": shakespeare, "vs-trainer": vs_trainer, "gpu": gpu}[args.mode](args)
+    summary = {"verdict": verdict, "shakespeare": shakespeare, "vs-trainer": vs_trainer, "gpu": gpu}[
+        args.mode
+    ](args)
     text = json.dumps(summary, indent=1, default=str)
     print(text)
     if args.json:
