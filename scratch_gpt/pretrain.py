@@ -6,8 +6,7 @@ sample. Appendix D adds linear warmup, cosine decay and gradient clipping. ``pre
 what a real run needs:
 
 * ``accelerate`` underneath, so the same code runs on CPU, one GPU, or many GPUs/nodes with
-  ``accelerate launch`` (DDP; FSDP through an accelerate config, see docs/pretraining.md), with bf16
-  mixed precision where the hardware has it;
+  ``accelerate launch`` (DDP), with bf16 mixed precision where the hardware has it;
 * AdamW with two parameter groups (weight decay only on matrices, ``dim() >= 2``, not on biases and
   LayerNorm parameters), gradient accumulation, optional ``torch.compile``;
 * evaluation (loss and perplexity) and a greedy sample every ``eval_interval`` steps, a tqdm bar with
@@ -21,8 +20,8 @@ Data: ``train_data``/``val_data`` are map-style datasets of ``(input, target)`` 
 batch (``batch_size`` x processes) is cut into one slice per process, so a resumed or multi-process run sees
 exactly the batches a single uninterrupted process would.
 
-Deliberately not here: tokenizer training, corpus reading and model construction (``pretrain_recipe.py``),
-FSDP-specific checkpoint formats, and early stopping.
+Deliberately not here: tokenizer training, corpus reading and model construction (``gpt_train.py``),
+FSDP (its sharded state dicts are not gathered for checkpoints; use DDP, or ``Trainer``), and early stopping.
 """
 
 from __future__ import annotations
@@ -479,10 +478,13 @@ def pretrain(
         out_of_time = _out_of_time(cfg.time_limit_s, loop_started, accelerator)
         last = step == total_steps or out_of_time
         if step % cfg.eval_interval == 0 or last:
-            model.eval()
-            train_loss = _evaluate(model, train_data, cfg, accelerator)
-            val_loss = _evaluate(model, val_data, cfg, accelerator)
-            sample = _sample(accelerator.unwrap_model(model), tokenizer, cfg, accelerator.device)
+            # evaluate the unwrapped model: no DDP collectives, though processes run different batch counts
+            plain = accelerator.unwrap_model(model).eval()
+            train_loss = _evaluate(plain, train_data, cfg, accelerator)
+            val_loss = _evaluate(plain, val_data, cfg, accelerator)
+            sample = (
+                _sample(plain, tokenizer, cfg, accelerator.device) if accelerator.is_main_process else None
+            )
             history.add_eval(step, state["tokens_seen"], epoch, train_loss, val_loss, sample)
             _log(progress, accelerator, history.last_eval())
             if accelerator.is_main_process:
