@@ -359,14 +359,14 @@ def check_output_dir(output_dir: str | Path, resume: bool) -> None:
         )
 
 
-def _out_of_time(limit_s: float | None, started: float, accelerator: Any) -> bool:
-    """Whether the time limit has passed; every process gets the main process's answer (so all stop together)."""
-    if limit_s is None:
-        return False
-    flag = torch.tensor(float(time.perf_counter() - started > limit_s), device=accelerator.device)
-    if accelerator.num_processes > 1:
-        flag = accelerator.reduce(flag, reduction="sum")
-    return bool(flag > 0)
+def _should_stop(wanted: bool, limit_s: float | None, started: float, accelerator: Any, sync: bool) -> bool:
+    """Stop early if ``on_step`` asked to (returned True) or the time limit has passed. With ``sync`` (a stop
+    can happen at all), the processes agree: if any process wants to stop, all stop at this step."""
+    wanted = wanted or (limit_s is not None and time.perf_counter() - started > limit_s)
+    if sync and accelerator.num_processes > 1:
+        flag = accelerator.reduce(torch.tensor(float(wanted), device=accelerator.device), reduction="sum")
+        wanted = bool(flag > 0)
+    return wanted
 
 
 def make_accelerator(mixed_precision: str = "auto", cpu: bool = False) -> Any:
@@ -393,13 +393,14 @@ def pretrain(
     *,
     tokenizer: Any = None,
     accelerator: Any = None,
-    on_step: Callable[[int, float], None] | None = None,
+    on_step: Callable[[int, float], bool | None] | None = None,
 ) -> PretrainResult:
     """Train ``model`` (a Hugging Face causal LM, e.g. ``ScratchGPTForCausalLM``) on ``(input, target)`` windows.
 
     Writes into ``config.output_dir``: the final model + tokenizer (Hugging Face format, loadable with
     ``AutoModelForCausalLM.from_pretrained(output_dir)``), ``training_history.json``, ``loss_plot.png`` and
-    ``checkpoints/checkpoint-<step>/``. ``on_step(step, loss)`` is called after every optimizer step.
+    ``checkpoints/checkpoint-<step>/``. ``on_step(step, loss)`` is called after every optimizer step; if it
+    returns True, training ends there as at the time limit (final evaluation, checkpoint and model).
     """
     cfg = config
     started = time.perf_counter()
@@ -452,7 +453,7 @@ def pretrain(
     progress = _progress_bar(cfg, accelerator, state["step"], total_steps)
     checkpoint = None
     window_start, window_tokens = time.perf_counter(), 0
-    loop_started, out_of_time = time.perf_counter(), False
+    loop_started, stop_early = time.perf_counter(), False
     while state["step"] < total_steps:
         step_loss, tokens = _accumulate_gradients(model, batches, cfg.grad_accum_steps, accelerator)
         state["micro_batches"] += cfg.grad_accum_steps
@@ -469,14 +470,14 @@ def pretrain(
         loss_value = float(accelerator.reduce(step_loss, reduction="mean"))
         epoch = state["micro_batches"] / stream.batches_per_epoch
         history.add_step(step, state["tokens_seen"], epoch, loss_value, lr)
-        if on_step is not None:
-            on_step(step, loss_value)
+        asked = on_step is not None and on_step(step, loss_value) is True
         if progress is not None:
             rate = window_tokens / max(time.perf_counter() - window_start, 1e-9)
             progress.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{rate:,.0f}", refresh=False)
             progress.update(1)
-        out_of_time = _out_of_time(cfg.time_limit_s, loop_started, accelerator)
-        last = step == total_steps or out_of_time
+        sync = cfg.time_limit_s is not None or on_step is not None
+        stop_early = _should_stop(asked, cfg.time_limit_s, loop_started, accelerator, sync)
+        last = step == total_steps or stop_early
         if step % cfg.eval_interval == 0 or last:
             # evaluate the unwrapped model: no DDP collectives, though processes run different batch counts
             plain = accelerator.unwrap_model(model).eval()
@@ -502,8 +503,8 @@ def pretrain(
                 accelerator,
                 cfg.keep_checkpoints,
             )
-        if out_of_time:
-            accelerator.print(f"Stopping at step {step}: the time limit of {cfg.time_limit_s:g} s is reached")
+        if stop_early and step < total_steps:
+            accelerator.print(f"Stopping early at step {step} of {total_steps} (time limit or on_step)")
             break
     if progress is not None:
         progress.close()
@@ -525,7 +526,7 @@ def pretrain(
         resumed_from=resumed_from,
         seconds=time.perf_counter() - started,
         extra={"tokens_per_micro_batch": tokens_per_micro, "total_steps": total_steps},
-        stopped_early=out_of_time,
+        stopped_early=stop_early and state["step"] < total_steps,
     )
 
 

@@ -358,3 +358,12 @@ def test_time_limit_stops_cleanly_and_resume_continues(tmp_path):
     assert rest.history.step_log["steps"] == list(range(1, 11))
     with pytest.raises(ValueError, match="time_limit_s must be a positive number"):
         quiet(tmp_path, time_limit_s=0)
+
+
+def test_on_step_returning_true_stops_cleanly(tmp_path):
+    train, val = datasets_for(patterned_ids())
+    result = pretrain(
+        new_model(), train, val, quiet(tmp_path, max_steps=10), on_step=lambda step, loss: step == 3
+    )
+    assert result.stopped_early and result.step == 3 and result.history.steps == [3]
+    assert (tmp_path / "checkpoints" / "checkpoint-00000003").is_dir()
