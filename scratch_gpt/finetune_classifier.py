@@ -17,7 +17,7 @@ The book's steps, as functions:
 
 Messages are padded to the longest training message as in the book; with ``pooling="last_real"`` the batches
 then drop their all-padding columns (``TrimPadding``), which changes no logit (causal attention, right padding)
-and saves about half the compute on SMS lengths.
+and saves compute (on the SMS data with a 4k-token BPE: batches of 91 tokens on average instead of 128).
 
 Not here: the data pipeline (``classification.py``), LoRA itself (``lora.py``), the model (``modeling_scratch_gpt``),
 and the Hugging Face ``Trainer`` route (``examples/finetune_classifier_trainer.py``).
