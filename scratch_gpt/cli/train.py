@@ -32,36 +32,59 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     data = p.add_argument_group("data")
     data.add_argument("--tokenizer", metavar="DIR", help="use this tokenizer folder instead of training one")
-    data.add_argument("--vocab-size", type=int, default=4096, help="BPE vocabulary when training one (4096)")
-    data.add_argument("--context-length", type=int, default=256, help="tokens per training window (256)")
+    data.add_argument("--vocab-size", type=int, default=4096, help="BPE vocabulary when training one")
+    data.add_argument(
+        "--context-length",
+        type=int,
+        default=256,
+        help="tokens per training window (the model's context length)",
+    )
     data.add_argument("--stride", type=int, help="window stride (default: the context length)")
-    data.add_argument("--val-fraction", type=float, default=0.1, help="last fraction held out (0.1)")
-    data.add_argument("--text-field", default="text", help="JSON Lines / dataset field with the text (text)")
-    data.add_argument("--pattern", default="*.txt", help="files to read inside folders (*.txt)")
+    data.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.1,
+        help="the last fraction of the tokens, held out for validation",
+    )
+    data.add_argument("--text-field", default="text", help="JSON Lines / dataset field that holds the text")
+    data.add_argument("--pattern", default="*.txt", help="which files to read inside folders")
     data.add_argument("--decode-errors", choices=["strict", "replace"], default="strict",
                       help="undecodable bytes: stop with an error naming file and offset, or replace them")  # fmt: skip
     model = p.add_argument_group("model")
-    model.add_argument("--preset", choices=["gpt2-small", "gpt2-medium", "gpt2-large", "gpt2-xl"])
-    model.add_argument("--n-layer", type=int, default=4)
-    model.add_argument("--n-embd", type=int, default=256)
-    model.add_argument("--n-head", type=int, default=4)
-    model.add_argument("--dropout", type=float, default=0.0)
+    model.add_argument("--preset", choices=["gpt2-small", "gpt2-medium", "gpt2-large", "gpt2-xl"],
+                       help="GPT-2 sizes (gpt2-small: 124M); overrides --n-layer/--n-embd/--n-head")  # fmt: skip
+    model.add_argument("--n-layer", type=int, default=4, help="transformer blocks")
+    model.add_argument("--n-embd", type=int, default=256, help="embedding size")
+    model.add_argument("--n-head", type=int, default=4, help="attention heads (must divide --n-embd)")
+    model.add_argument("--dropout", type=float, default=0.0, help="dropout rate")
     train = p.add_argument_group("training")
     length = train.add_mutually_exclusive_group()
     length.add_argument("--max-steps", type=int, help="optimizer steps")
     length.add_argument("--epochs", type=int, help="passes over the training windows (default: 1)")
-    train.add_argument("--batch-size", type=int, default=8, help="windows per process per micro-step (8)")
-    train.add_argument("--grad-accum", type=int, default=1, help="micro-steps per optimizer step (1)")
-    train.add_argument("--lr", type=float, default=4e-4, help="peak learning rate (4e-4)")
-    train.add_argument("--min-lr", type=float, default=0.0, help="learning rate at the end of the cosine (0)")
-    train.add_argument("--warmup-steps", type=int, default=0, help="linear warmup steps (0)")
-    train.add_argument("--schedule", choices=["cosine", "constant"], default="cosine")
-    train.add_argument("--weight-decay", type=float, default=0.1, help="AdamW decay on weight matrices (0.1)")
+    train.add_argument("--batch-size", type=int, default=8, help="windows per process per micro-step")
+    train.add_argument(
+        "--grad-accum", type=int, default=1, help="micro-steps (gradient accumulation) per optimizer step"
+    )
+    train.add_argument("--lr", type=float, default=4e-4, help="peak learning rate")
+    train.add_argument(
+        "--min-lr", type=float, default=0.0, help="learning rate at the end of the cosine decay"
+    )
+    train.add_argument("--warmup-steps", type=int, default=0, help="steps of linear warmup")
+    train.add_argument(
+        "--schedule", choices=["cosine", "constant"], default="cosine", help="after the warmup"
+    )
+    train.add_argument(
+        "--weight-decay", type=float, default=0.1, help="AdamW weight decay (on weight matrices only)"
+    )
     train.add_argument("--grad-clip", type=float, default=1.0, help="max gradient norm; 0 turns clipping off")
-    train.add_argument("--eval-interval", type=int, default=50, help="steps between evaluations (50)")
-    train.add_argument("--eval-batches", type=int, default=10, help="batches per evaluation (10)")
-    train.add_argument("--save-interval", type=int, default=500, help="steps between checkpoints (500)")
-    train.add_argument("--keep-checkpoints", type=int, default=2, help="how many checkpoints to keep (2)")
+    train.add_argument(
+        "--eval-interval", type=int, default=50, help="steps between evaluations (and samples)"
+    )
+    train.add_argument("--eval-batches", type=int, default=10, help="batches of each split per evaluation")
+    train.add_argument("--save-interval", type=int, default=500, help="steps between checkpoints")
+    train.add_argument(
+        "--keep-checkpoints", type=int, default=2, help="how many of the newest checkpoints to keep"
+    )
     train.add_argument(
         "--sample-prompt", default="Every effort moves you", help="prompt for samples at evals"
     )
@@ -69,9 +92,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--resume", action="store_true", help="continue from the newest checkpoint in --output"
     )
-    train.add_argument("--mixed-precision", choices=["auto", "no", "bf16", "fp16"], default="auto")
+    train.add_argument("--mixed-precision", choices=["auto", "no", "bf16", "fp16"], default="auto",
+                       help="auto: bf16 on GPUs that support it, else full precision")  # fmt: skip
     train.add_argument("--compile", action="store_true", help="torch.compile the model")
-    train.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes (0)")
+    train.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes")
     train.add_argument("--time-limit", type=float, metavar="SECONDS", help="stop cleanly after this long")
     train.add_argument("--no-progress", action="store_true", help="no progress bar or evaluation lines")
     p.set_defaults(func=_pretrain)
@@ -89,10 +113,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     d.add_argument("--quick", action="store_true", help="a seconds-long run with a tiny model (a smoke test)")
     d.add_argument("--max-steps", type=int, help="override the number of training steps")
     d.add_argument(
-        "--time-limit", type=float, metavar="SECONDS", help="override the training time limit (240)"
+        "--time-limit", type=float, metavar="SECONDS", help="override the training time limit (240 s)"
     )
     d.add_argument("--resume", action="store_true", help="continue an interrupted demo in --output")
-    d.add_argument("--seed", type=int, default=123)
+    d.add_argument("--seed", type=int, default=123, help="random seed")
     d.set_defaults(func=_demo)
 
 
