@@ -40,9 +40,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .generation import sample_next_token
+from .generation import context_length, generate_stream
 from .instruction import ALPACA_PREAMBLE, RESPONSE_HEADER, format_input
-from .kv_cache import KVCache
 
 __all__ = [
     "CHAT_TEMPLATE",
@@ -134,18 +133,6 @@ def build_prompt(tokenizer: Any, instruction: str, input_text: str = "") -> str:
 # --------------------------------------------------------------------------------------------------------
 
 
-def _context_length(model: nn.Module) -> int:
-    config = getattr(model, "config", None)
-    return int(config.n_positions) if config is not None else int(model.n_positions)
-
-
-def _last_logits(model: nn.Module, ids: torch.Tensor, cache: KVCache) -> torch.Tensor:
-    """Logits of the last position, ``(1, vocab_size)``, from an HF causal LM or a plain ``GPTModel``."""
-    if hasattr(model, "generation_config"):
-        return model(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1, :]
-    return model(ids, cache=cache)[:, -1, :]
-
-
 @torch.no_grad()
 def stream_generate(
     model: nn.Module,
@@ -165,25 +152,18 @@ def stream_generate(
     ids = torch.as_tensor(prompt_ids, dtype=torch.long).reshape(1, -1)  # (1, T)
     if ids.shape[1] == 0:
         raise ValueError("the prompt is empty; give at least one token")
-    context = _context_length(model)
+    context = context_length(model)
     if ids.shape[1] >= context:
         raise ValueError(
             f"the prompt is {ids.shape[1]} tokens but the model reads at most {context}, leaving no room for a "
             "response; shorten the instruction"
         )
-    device = next(model.parameters()).device
-    ids = ids.to(device)
-    max_new_tokens = min(max_new_tokens, context - ids.shape[1])
-    cache = KVCache()
-    model_input = ids
-    for _ in range(max_new_tokens):
-        logits = _last_logits(model, model_input, cache)  # (1, vocab_size)
-        next_id = sample_next_token(logits, temperature, top_k, generator)  # (1, 1)
-        token = int(next_id)
-        yield token
-        if token == eos_id:
-            return
-        model_input = next_id  # with the cache, only the new token is fed next
+    ids = ids.to(next(model.parameters()).device)
+    max_new_tokens = min(max_new_tokens, context - ids.shape[1])  # never past the context: no cropping
+    for next_id in generate_stream(
+        model, ids, max_new_tokens, None, temperature, top_k, eos_id, True, generator
+    ):
+        yield int(next_id)  # (1, 1) -> int
 
 
 class IncrementalDecoder:

@@ -14,6 +14,7 @@ penalties and streaming, use ``model.generate()`` from ``transformers`` on ``Scr
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -30,7 +31,8 @@ def _next_logits(model: nn.Module, idx: torch.Tensor, cache: KVCache | None) -> 
     return model(idx, cache=cache)[:, -1, :]
 
 
-def _context_length(model: nn.Module) -> int:
+def context_length(model: nn.Module) -> int:
+    """The longest sequence ``model`` can read (``config.n_positions``, or ``GPTModel.n_positions``)."""
     config = getattr(model, "config", None)
     if config is not None and hasattr(config, "n_positions"):
         return int(config.n_positions)
@@ -38,7 +40,9 @@ def _context_length(model: nn.Module) -> int:
 
 
 @torch.no_grad()
-def generate_text_simple(model: nn.Module, idx: torch.Tensor, max_new_tokens: int, context_size: int) -> torch.Tensor:
+def generate_text_simple(
+    model: nn.Module, idx: torch.Tensor, max_new_tokens: int, context_size: int
+) -> torch.Tensor:
     """Chapter 4's greedy generation: append the argmax token ``max_new_tokens`` times.
 
     Args:
@@ -110,9 +114,33 @@ def generate(
     Returns:
         ``(B, T + n)`` token ids, ``n <= max_new_tokens``.
     """
+    new_tokens = list(
+        generate_stream(
+            model, idx, max_new_tokens, context_size, temperature, top_k, eos_id, use_cache, generator
+        )
+    )
+    return torch.cat([idx, *new_tokens], dim=1) if new_tokens else idx
+
+
+@torch.no_grad()
+def generate_stream(
+    model: nn.Module,
+    idx: torch.Tensor,
+    max_new_tokens: int,
+    context_size: int | None = None,
+    temperature: float = 0.0,
+    top_k: int | None = None,
+    eos_id: int | None = None,
+    use_cache: bool = True,
+    generator: torch.Generator | None = None,
+) -> Iterator[torch.Tensor]:
+    """The loop behind ``generate``, one step at a time: yields each step's new ids ``(B, 1)`` as they are
+    sampled (for streaming output). Arguments as for ``generate``."""
     if idx.dim() != 2 or idx.shape[1] == 0:
-        raise ValueError(f"idx must be a (batch, tokens) tensor with at least one token, got shape {tuple(idx.shape)}")
-    context_size = min(context_size or _context_length(model), _context_length(model))
+        raise ValueError(
+            f"idx must be a (batch, tokens) tensor with at least one token, got shape {tuple(idx.shape)}"
+        )
+    context_size = min(context_size or context_length(model), context_length(model))
     cache: KVCache | None = KVCache() if use_cache else None
     finished = torch.zeros(idx.shape[0], dtype=torch.bool, device=idx.device)
     model_input = idx[:, -context_size:]  # the prompt, cropped to the context
@@ -129,10 +157,10 @@ def generate(
             idx_next = torch.where(finished[:, None], torch.full_like(idx_next, eos_id), idx_next)
             finished |= idx_next[:, 0] == eos_id
         idx = torch.cat((idx, idx_next), dim=1)  # (B, T + 1)
+        yield idx_next
         model_input = idx_next  # with a cache, only the new token is fed next
         if eos_id is not None and bool(finished.all()):
-            break
-    return idx
+            return
 
 
 def text_to_token_ids(text: str, tokenizer: Any) -> torch.Tensor:
