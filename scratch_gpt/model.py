@@ -128,7 +128,9 @@ class GPTModel(nn.Module):
                 f"{self.n_positions} tokens) or use a model with a longer context"
             )
         if position_ids is None:
-            position_ids = self._default_position_ids(attention_mask, num_past, num_tokens, inputs_embeds.device)
+            position_ids = self._default_position_ids(
+                attention_mask, num_past, num_tokens, inputs_embeds.device
+            )
         x = self.drop_emb(inputs_embeds + self.pos_emb(position_ids))  # (B, T, emb_dim)
 
         mask = make_attention_mask(attention_mask, num_tokens, num_past, inputs_embeds.device)
@@ -154,14 +156,22 @@ class GPTModel(nn.Module):
         if not isinstance(in_idx, torch.Tensor):
             raise TypeError(f"token ids must be a torch.Tensor of integers, got {type(in_idx).__name__}")
         if in_idx.is_floating_point() or in_idx.is_complex() or in_idx.dtype == torch.bool:
-            raise TypeError(f"token ids must be integers (torch.long), got dtype {in_idx.dtype}; use ids.long()")
+            raise TypeError(
+                f"token ids must be integers (torch.long), got dtype {in_idx.dtype}; use ids.long()"
+            )
         if in_idx.dim() == 1:
-            raise ValueError(f"token ids must be 2-D (batch, tokens), got shape {tuple(in_idx.shape)}; use ids[None]")
+            raise ValueError(
+                f"token ids must be 2-D (batch, tokens), got shape {tuple(in_idx.shape)}; use ids[None]"
+            )
         if in_idx.dim() != 2:
             raise ValueError(f"token ids must be 2-D (batch, tokens), got shape {tuple(in_idx.shape)}")
         if in_idx.numel() == 0:
-            raise ValueError(f"empty batch: token ids have shape {tuple(in_idx.shape)}; give at least one token")
-        if in_idx.device.type != "meta":
+            raise ValueError(
+                f"empty batch: token ids have shape {tuple(in_idx.shape)}; give at least one token"
+            )
+        if (
+            in_idx.device.type != "meta" and not torch.compiler.is_compiling()
+        ):  # a compiled graph must not sync
             low, high = int(in_idx.min()), int(in_idx.max())
             if low < 0 or high >= self.vocab_size:
                 bad = low if low < 0 else high
