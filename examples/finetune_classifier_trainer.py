@@ -51,6 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     import numpy as np
+    import torch
     from datasets import Dataset, DatasetDict
     from transformers import (
         AutoModelForSequenceClassification,
@@ -110,6 +111,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         logging_steps=50,
         report_to="none",
         seed=args.seed,
+        dataloader_pin_memory=torch.cuda.is_available(),
     )
     trainer = Trainer(
         model=model,

@@ -292,7 +292,6 @@ def _run(workdir, out, **kwargs):
     return finetune_classifier(workdir / "lm", workdir / "sms.tsv", out, **settings)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("freeze", ["all", "last_block", "lora", "peft-lora"])
 def test_finetune_classifier_end_to_end_and_reload(workdir, tmp_path, freeze):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -333,7 +332,6 @@ def test_finetune_classifier_end_to_end_and_reload(workdir, tmp_path, freeze):
     assert loss == pytest.approx(result["loss"]["test"], rel=1e-4)
 
 
-@pytest.mark.slow
 def test_finetune_learns_the_toy_task_and_pooling_last_runs(workdir, tmp_path):
     result = _run(workdir, tmp_path / "a", freeze="all", epochs=6)
     assert result["accuracy"]["train"] >= 0.9  # the toy classes are separable
@@ -448,7 +446,6 @@ def gpt2_dir(tmp_path_factory):
     return directory
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("converted", [True, False])
 def test_finetune_from_a_gpt2_folder(gpt2_dir, workdir, tmp_path, converted):
     from transformers import AutoModelForSequenceClassification
@@ -484,7 +481,6 @@ def test_finetune_from_a_gpt2_folder(gpt2_dir, workdir, tmp_path, converted):
 # --- the Trainer example ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.slow
 def test_trainer_example_trains_saves_and_reports(workdir, tmp_path):
     import importlib.util
 
