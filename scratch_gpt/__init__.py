@@ -41,6 +41,7 @@ _LAZY_ATTRS: dict[str, str] = {
     "sample_next_token": "generation",
     "KVCache": "kv_cache",
     "finetune_instruct": "finetune_instruct",
+    "finetune_classifier": "finetune_classifier",
     "add_chat_template": "chat",
     "CHAT_TEMPLATE": "chat",
     "load_gpt2": "convert_gpt2",
