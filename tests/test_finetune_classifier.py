@@ -332,6 +332,7 @@ def test_finetune_classifier_end_to_end_and_reload(workdir, tmp_path, freeze):
     assert loss == pytest.approx(result["loss"]["test"], rel=1e-4)
 
 
+@pytest.mark.slow
 def test_finetune_learns_the_toy_task_and_pooling_last_runs(workdir, tmp_path):
     result = _run(workdir, tmp_path / "a", freeze="all", epochs=6)
     assert result["accuracy"]["train"] >= 0.9  # the toy classes are separable
