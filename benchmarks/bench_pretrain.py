@@ -2,7 +2,9 @@
 
 Modes (run from the repository root; data from ``SCRATCH_GPT_DATA``, default ``../shared/data``):
 
-* ``verdict`` — the book's chapter 5 run on the-verdict.txt: GPT-2 124M config with context 256, dropout 0.1,
+* ``verdict`` — the book's chapter 5 run on the-verdict.txt: GPT-2 124M config with context 256, dropout 0.1
+  (``--init book``, the default: a separate output head and PyTorch's default initialization, as the book's
+  ``GPTModel``, 163M parameters; ``--init gpt2``: tied head and GPT-2's std-0.02 initialization),
   AdamW lr 4e-4 / weight decay 0.1, batch 2, 10 epochs, 90/10 split by characters, evaluation every 5 steps on
   5 batches, greedy samples of "Every effort moves you". Also prints the initial losses (book: ~10.99). On 2
   CPU cores this takes tens of minutes; run it with nohup and read the log.
@@ -67,8 +69,18 @@ def verdict(args: argparse.Namespace) -> dict:
         ),
     }
     torch.manual_seed(123)
-    config = ScratchGPTConfig.from_preset("gpt2-small", vocab_size=50257, n_positions=256, dropout=0.1)
+    book = args.init == "book"
+    config = ScratchGPTConfig.from_preset(
+        "gpt2-small", vocab_size=50257, n_positions=256, dropout=0.1, tie_word_embeddings=not book
+    )
     model = ScratchGPTForCausalLM(config)
+    if book:  # the book's GPTModel: a separate output head, PyTorch's default initialization
+        torch.manual_seed(123)
+        for module in model.modules():
+            if isinstance(module, (torch.nn.Linear, torch.nn.Embedding)):
+                module.reset_parameters()
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"{args.init} initialization, {n_params:,} parameters", flush=True)
     model.eval()
     initial = {name: calc_loss_loader(loader, model) for name, loader in loaders.items()}
     print(
@@ -102,6 +114,8 @@ def verdict(args: argparse.Namespace) -> dict:
     summary = {
         "mode": "verdict",
         "machine": machine(),
+        "init": args.init,
+        "parameters": n_params,
         "initial_train_loss": initial["train"],
         "initial_val_loss": initial["val"],
         "steps": result.step,
@@ -350,6 +364,8 @@ def main() -> None:
     parser.add_argument("mode", choices=["verdict", "shakespeare", "vs-trainer", "gpu"])
     parser.add_argument("--output-dir", default="/tmp/scratch_gpt_bench_pretrain")
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--init", choices=["book", "gpt2"], default="book",
+                        help="verdict: the book's model (untied head, PyTorch init) or GPT-2's (tied, std 0.02)")  # fmt: skip
     parser.add_argument("--budget-s", type=float, default=300.0)
     parser.add_argument("--max-steps", type=int, default=100_000)
     parser.add_argument("--steps", type=int, default=30)

@@ -42,8 +42,8 @@ _SKIP_DIRS = {"test", "tests", "idle_test", "site-packages", "dist-packages", "_
 SETTINGS: dict[str, dict[str, Any]] = {
     "full": dict(
         max_chars=2_000_000, vocab_size=2048, n_layer=4, n_embd=192, n_head=6, context_length=128,
-        batch_size=16, max_steps=700, warmup_steps=50, learning_rate=2e-3, min_lr=2e-4,
-        eval_interval=100, eval_batches=20, save_interval=100, time_limit_s=240.0, max_new_tokens=40,
+        batch_size=16, max_steps=900, warmup_steps=50, learning_rate=2e-3, min_lr=2e-4,
+        eval_interval=100, eval_batches=20, save_interval=100, time_limit_s=270.0, max_new_tokens=40,
     ),
     "quick": dict(
         max_chars=40_000, vocab_size=300, n_layer=1, n_embd=32, n_head=2, context_length=32,

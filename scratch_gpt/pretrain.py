@@ -313,7 +313,10 @@ def _sample(model: torch.nn.Module, tokenizer: Any, cfg: PretrainConfig, device:
     from .generation import generate, text_to_token_ids, token_ids_to_text
 
     idx = text_to_token_ids(cfg.sample_prompt, tokenizer).to(device)
-    out = generate(model, idx, max_new_tokens=cfg.sample_tokens)  # greedy: touches no RNG
+    eos_id = getattr(tokenizer, "eos_token_id", None)  # a Hugging Face tokenizer's; BPETokenizer's below
+    if eos_id is None and hasattr(tokenizer, "special_tokens"):
+        eos_id = tokenizer.special_tokens.get("<|endoftext|>")
+    out = generate(model, idx, max_new_tokens=cfg.sample_tokens, eos_id=eos_id)  # greedy: touches no RNG
     return token_ids_to_text(out, tokenizer).replace("\n", " ")
 
 
@@ -480,7 +483,7 @@ def pretrain(
         last = step == total_steps or stop_early
         if step % cfg.eval_interval == 0 or last:
             # evaluate the unwrapped model: no DDP collectives, though processes run different batch counts
-            plain = accelerator.unwrap_model(model).eval()
+            plain = accelerator.unwrap_model(model, keep_torch_compile=False).eval()
             train_loss = _evaluate(plain, train_data, cfg, accelerator)
             val_loss = _evaluate(plain, val_data, cfg, accelerator)
             sample = (
@@ -511,7 +514,7 @@ def pretrain(
 
     plot_path = None
     if accelerator.is_main_process:
-        save_final_model(accelerator.unwrap_model(model), tokenizer, output_dir)
+        save_final_model(accelerator.unwrap_model(model, keep_torch_compile=False), tokenizer, output_dir)
         history.save(output_dir)
         plot_path = history.plot(output_dir / "loss_plot.png")
     accelerator.wait_for_everyone()

@@ -140,7 +140,7 @@ def save_training_checkpoint(
     accelerator.wait_for_everyone()
     final = None
     if accelerator.is_main_process:
-        save_model(accelerator.unwrap_model(model), tmp)
+        save_model(accelerator.unwrap_model(model, keep_torch_compile=False), tmp)
         save_tokenizer(tokenizer, tmp)
         history.save(tmp)
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
@@ -203,7 +203,7 @@ def restore_training_checkpoint(
     and the loss history.
     """
     state = json.loads((ckpt / "trainer_state.json").read_text(encoding="utf-8"))
-    unwrapped = accelerator.unwrap_model(model)
+    unwrapped = accelerator.unwrap_model(model, keep_torch_compile=False)
     _check_resumable(ckpt, unwrapped, state, expected)
     rng_file = ckpt / f"rng_state_{accelerator.process_index}.pt"
     if not rng_file.is_file():

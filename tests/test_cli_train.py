@@ -23,7 +23,6 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-@pytest.mark.slow
 def test_pretrain_command(tmp_path, capsys):
     out = tmp_path / "run"
     rc = main(["pretrain", str(data_file("the-verdict.txt")), "--output", str(out), "--max-steps", "2",

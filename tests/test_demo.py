@@ -37,7 +37,6 @@ def test_full_settings_are_the_documented_size():
     assert full["time_limit_s"] <= 300
 
 
-@pytest.mark.slow
 def test_quick_demo_trains_saves_reloads_and_generates(tmp_path):
     out = tmp_path / "demo"
     result = run_demo(out, quick=True, show_progress=False)

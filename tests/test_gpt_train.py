@@ -31,7 +31,6 @@ def corpus(tmp_path):
     return folder
 
 
-@pytest.mark.slow
 def test_trains_tokenizer_writes_token_file_and_a_loadable_model(tmp_path, corpus):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -127,7 +127,6 @@ def _trainer_example():
     return module
 
 
-@pytest.mark.slow
 def test_trainer_example_trains_with_exact_gradient_accumulation(tmp_path):
     import torch
     from transformers import AutoModelForCausalLM

@@ -113,7 +113,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     d.add_argument("--quick", action="store_true", help="a seconds-long run with a tiny model (a smoke test)")
     d.add_argument("--max-steps", type=int, help="override the number of training steps")
     d.add_argument(
-        "--time-limit", type=float, metavar="SECONDS", help="override the training time limit (240 s)"
+        "--time-limit", type=float, metavar="SECONDS", help="override the training time limit (270 s)"
     )
     d.add_argument("--resume", action="store_true", help="continue an interrupted demo in --output")
     d.add_argument("--seed", type=int, default=123, help="random seed")
