@@ -92,9 +92,10 @@ def _as_token_tensor(ids: Any) -> torch.Tensor:
         raise ValueError(f"token ids must be 1-D, got shape {tuple(tensor.shape)}")
     if tensor.numel() and (tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool):
         raise ValueError(f"token ids must be integers, got dtype {tensor.dtype}")
+    tensor = tensor.to(torch.long)  # (also: min() is not implemented for uint16/uint32 tensors)
     if tensor.numel() and int(tensor.min()) < 0:
         raise ValueError(f"token ids must be >= 0, found {int(tensor.min())}")
-    return tensor.to(torch.long)
+    return tensor
 
 
 class GPTDatasetV1(Dataset):

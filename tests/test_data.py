@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from conftest import data_file
@@ -140,6 +141,11 @@ def test_tokenizer_protocol_and_tensor_input():
     ds_ids = GPTDatasetV1(torch.tensor(list(b"hello world"), dtype=torch.int32), max_length=4, stride=2)
     assert len(ds_text) == len(ds_ids) == 4
     assert ds_text[3][1].tolist() == ds_ids[3][1].tolist() == list(b"orld")
+    for dtype in (np.uint16, np.uint32, np.int64):  # what token files hold
+        ds_np = GPTDatasetV1(
+            np.frombuffer(b"hello world", dtype=np.uint8).astype(dtype), max_length=4, stride=2
+        )
+        assert ds_np[3][1].tolist() == list(b"orld") and ds_np[3][1].dtype == torch.long
 
 
 def test_shuffle_reproducible_with_generator_and_workers_agree():
