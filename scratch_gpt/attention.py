@@ -150,12 +150,15 @@ class MultiHeadAttention(nn.Module):
     ) -> torch.Tensor:
         """The book's step-by-step scaled dot-product attention. Shapes ``(B, H, T, d_head)``, keys ``(B, H, S, d_head)``."""
         num_queries, num_keys = queries.shape[-2], keys.shape[-2]
-        attn_scores = queries @ keys.transpose(2, 3)  # (B, H, T, S): dot product of every query with every key
+        attn_scores = queries @ keys.transpose(
+            2, 3
+        )  # (B, H, T, S): dot product of every query with every key
         if mask is None:
             # causal: query i (absolute position num_past + i) sees keys 0 .. num_past + i
             num_past = num_keys - num_queries
             future = torch.triu(
-                torch.ones(num_queries, num_keys, dtype=torch.bool, device=queries.device), diagonal=num_past + 1
+                torch.ones(num_queries, num_keys, dtype=torch.bool, device=queries.device),
+                diagonal=num_past + 1,
             )
             attn_scores = attn_scores.masked_fill(future, -torch.inf)
         else:

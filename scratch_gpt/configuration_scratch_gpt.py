@@ -86,7 +86,9 @@ class ScratchGPTConfig(PretrainedConfig):
             if value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {value}")
         if self.n_inner is not None and self.n_inner <= 0:
-            raise ValueError(f"n_inner must be a positive integer or None (meaning 4 * n_embd), got {self.n_inner}")
+            raise ValueError(
+                f"n_inner must be a positive integer or None (meaning 4 * n_embd), got {self.n_inner}"
+            )
         if self.n_embd % self.n_head != 0:
             raise ValueError(
                 f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}): each head gets "

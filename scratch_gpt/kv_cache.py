@@ -20,7 +20,9 @@ class KVCache:
         self.keys: list[torch.Tensor] = []
         self.values: list[torch.Tensor] = []
 
-    def update(self, keys: torch.Tensor, values: torch.Tensor, layer_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def update(
+        self, keys: torch.Tensor, values: torch.Tensor, layer_idx: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Append this step's ``(B, H, T, d_head)`` keys and values for ``layer_idx``; return all of them so far."""
         if layer_idx == len(self.keys):  # first call for this layer
             self.keys.append(keys)

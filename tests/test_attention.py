@@ -9,13 +9,17 @@ from scratch_gpt.kv_cache import KVCache
 
 def make_mha(qkv_bias=True, dropout=0.0):
     torch.manual_seed(0)
-    return MultiHeadAttention(d_in=32, d_out=32, context_length=64, dropout=dropout, num_heads=4, qkv_bias=qkv_bias)
+    return MultiHeadAttention(
+        d_in=32, d_out=32, context_length=64, dropout=dropout, num_heads=4, qkv_bias=qkv_bias
+    )
 
 
 def test_eager_and_sdpa_paths_agree_within_1e_5():
     mha = make_mha()
     x = torch.randn(3, 17, 32)
-    torch.testing.assert_close(mha(x, attn_implementation="eager"), mha(x, attn_implementation="sdpa"), atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        mha(x, attn_implementation="eager"), mha(x, attn_implementation="sdpa"), atol=1e-5, rtol=0
+    )
 
 
 def test_attention_is_causal():
@@ -24,7 +28,9 @@ def test_attention_is_causal():
     y = x.clone()
     y[:, 6:] = torch.randn(1, 4, 32)  # change the future
     for impl in ("eager", "sdpa"):
-        torch.testing.assert_close(mha(x, attn_implementation=impl)[:, :6], mha(y, attn_implementation=impl)[:, :6])
+        torch.testing.assert_close(
+            mha(x, attn_implementation=impl)[:, :6], mha(y, attn_implementation=impl)[:, :6]
+        )
 
 
 def test_cached_attention_equals_full_attention():

@@ -9,7 +9,9 @@ from scratch_gpt import ScratchGPTConfig
 
 
 def test_aliases_read_and_write():
-    config = ScratchGPTConfig(hidden_size=96, num_attention_heads=4, num_hidden_layers=3, max_position_embeddings=64)
+    config = ScratchGPTConfig(
+        hidden_size=96, num_attention_heads=4, num_hidden_layers=3, max_position_embeddings=64
+    )
     assert (config.n_embd, config.n_head, config.n_layer, config.n_positions) == (96, 4, 3, 64)
     assert config.hidden_size == 96 and config.num_hidden_layers == 3
     assert config.model_type == "scratch_gpt"

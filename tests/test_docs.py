@@ -39,9 +39,8 @@ def test_docs_have_python_examples():
 
 @pytest.mark.parametrize(("path", "line", "code"), BLOCKS)
 def test_code_block_runs(path: Path, line: int, code: str, tmp_path, monkeypatch):
-    if "/shared/data" in code or "SCRATCH_GPT_DATA" in code:
-        if not DATA_DIR.is_dir():
-            pytest.skip(f"needs reference data in {DATA_DIR}")
+    if ("/shared/data" in code or "SCRATCH_GPT_DATA" in code) and not DATA_DIR.is_dir():
+        pytest.skip(f"needs reference data in {DATA_DIR}")
     monkeypatch.setenv("SCRATCH_GPT_DATA", str(DATA_DIR))
     monkeypatch.chdir(tmp_path)
     compiled = compile(code, f"{path}:{line}", "exec")

@@ -75,7 +75,9 @@ def one_sgd_step(tmp_path, batch_size: int, accumulation: int) -> list[torch.Ten
 
 def test_gradient_accumulation_is_exact(tmp_path):
     torch.manual_seed(0)
-    start = [p.detach().clone() for p in ScratchGPTForCausalLM(tiny_config(initializer_range=0.02)).parameters()]
+    start = [
+        p.detach().clone() for p in ScratchGPTForCausalLM(tiny_config(initializer_range=0.02)).parameters()
+    ]
     full = one_sgd_step(tmp_path, batch_size=4, accumulation=1)
     accumulated = one_sgd_step(tmp_path, batch_size=2, accumulation=2)
     moved = sum((a - s).norm() for a, s in zip(full, start))
@@ -90,7 +92,9 @@ def test_peft_lora_trains_saves_reloads_and_merges(tmp_path):
     base = ScratchGPTForCausalLM(tiny_config())
     base.save_pretrained(tmp_path / "base")
     base = ScratchGPTForCausalLM.from_pretrained(tmp_path / "base")
-    config = peft.LoraConfig(task_type="CAUSAL_LM", r=4, lora_alpha=8, target_modules=["W_query", "W_value", "fc_in"])
+    config = peft.LoraConfig(
+        task_type="CAUSAL_LM", r=4, lora_alpha=8, target_modules=["W_query", "W_value", "fc_in"]
+    )
     model = peft.get_peft_model(base, config)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert 0 < trainable < sum(p.numel() for p in model.parameters()) // 5
@@ -112,7 +116,9 @@ def test_peft_lora_trains_saves_reloads_and_merges(tmp_path):
     model.save_pretrained(tmp_path / "adapter")
     assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
 
-    reloaded = peft.PeftModel.from_pretrained(ScratchGPTForCausalLM.from_pretrained(tmp_path / "base"), tmp_path / "adapter")
+    reloaded = peft.PeftModel.from_pretrained(
+        ScratchGPTForCausalLM.from_pretrained(tmp_path / "base"), tmp_path / "adapter"
+    )
     auto = peft.AutoPeftModelForCausalLM.from_pretrained(tmp_path / "adapter")
     merged = reloaded.merge_and_unload()
     assert isinstance(merged, ScratchGPTForCausalLM)

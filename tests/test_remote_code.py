@@ -67,7 +67,11 @@ def test_checkpoint_loads_without_the_package(tmp_path):
     result = json.loads((tmp_path / "out.json").read_text())
 
     assert all(m.startswith("transformers_modules.") for m in result["modules"]), result["modules"]
-    assert result["classes"] == ["ScratchGPTForCausalLM", "ScratchGPTModel", "ScratchGPTForSequenceClassification"]
+    assert result["classes"] == [
+        "ScratchGPTForCausalLM",
+        "ScratchGPTModel",
+        "ScratchGPTForSequenceClassification",
+    ]
     with torch.no_grad():
         torch.testing.assert_close(torch.tensor(result["logits"]), model(ids).logits, atol=1e-6, rtol=1e-6)
         torch.testing.assert_close(
