@@ -31,6 +31,7 @@ from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from .atomic_io import atomic_write_text
 from .bpe_train import read_training_files, train_bpe
 from .byte_level import (
     GPT2_PATTERN,
@@ -45,7 +46,6 @@ from .byte_level import (
     special_tokens_regex,
     split_text,
     token_to_bytes,
-    write_text_atomic,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -410,10 +410,10 @@ class BPETokenizer:
             "pattern": self.pattern,
             "special_tokens": self.special_tokens,
         }
-        write_text_atomic(directory / VOCAB_FILE, json.dumps(self.get_vocab(), ensure_ascii=False))
-        write_text_atomic(directory / MERGES_FILE, "\n".join([MERGES_HEADER, *merges]) + "\n")
-        write_text_atomic(directory / TOKENIZER_FILE, self.to_tokenizers().to_str(pretty=True))
-        write_text_atomic(directory / CONFIG_FILE, json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+        atomic_write_text(directory / VOCAB_FILE, json.dumps(self.get_vocab(), ensure_ascii=False))
+        atomic_write_text(directory / MERGES_FILE, "\n".join([MERGES_HEADER, *merges]) + "\n")
+        atomic_write_text(directory / TOKENIZER_FILE, self.to_tokenizers().to_str(pretty=True))
+        atomic_write_text(directory / CONFIG_FILE, json.dumps(config, indent=2, ensure_ascii=False) + "\n")
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> BPETokenizer:

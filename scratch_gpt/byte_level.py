@@ -17,8 +17,6 @@ This module deliberately does no tokenizing itself; ``bpe.py`` encodes and ``bpe
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -217,15 +215,3 @@ def read_gpt2_files(
         merges[(encoder[left], encoder[right])] = encoder[left + right]
     special_tokens = {token: token_id for token, token_id in encoder.items() if token_id not in vocab}
     return vocab, merges, special_tokens
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` through a temporary file in the same folder and an atomic rename."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as file:
-            file.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise

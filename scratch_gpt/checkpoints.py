@@ -29,6 +29,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from .atomic_io import atomic_write_text
+
 __all__ = [
     "CorruptCheckpointError",
     "checkpoint_name",
@@ -39,7 +41,6 @@ __all__ = [
     "verify_checkpoint",
     "find_resumable_checkpoint",
     "prune_checkpoints",
-    "atomic_write_text",
     "ensure_writable_dir",
 ]
 
@@ -83,28 +84,6 @@ def ensure_writable_dir(path: str | Path, what: str = "output directory") -> Pat
             f"cannot write to the {what} {path}: {err.strerror or err}; choose a folder you can write to"
         ) from None
     return path
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write a text file atomically: a temp file in the same folder, fsync, then ``os.replace``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def tmp_checkpoint_dir(checkpoints_dir: str | Path, step: int) -> Path:

@@ -37,7 +37,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -46,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from .atomic_io import write_dir_atomically
 from .configuration_scratch_gpt import ScratchGPTConfig
 from .modeling_scratch_gpt import ScratchGPTForCausalLM
 
@@ -530,21 +530,14 @@ def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
 def _save_atomically(
     output: Path, save: Any, tokenizer_from: Path | None = None, stock_tokenizer: bool = False
 ) -> Path:
-    """Run ``save(tmp_dir)`` (and copy tokenizer files), then move the files into ``output``."""
-    if output.exists() and not output.is_dir():
-        raise NotADirectoryError(f"output {output} exists and is not a directory; choose another --output")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
-    try:
+    """Run ``save(tmp_dir)`` (and copy tokenizer files) in a temporary folder, then move the files into ``output``."""
+
+    def write(tmp: Path) -> None:
         save(tmp)
         if tokenizer_from is not None:
             _copy_tokenizer_files(tokenizer_from, tmp, stock=stock_tokenizer)
-        output.mkdir(exist_ok=True)
-        for item in tmp.iterdir():
-            os.replace(item, output / item.name)  # each file appears whole or not at all
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return output
+
+    return write_dir_atomically(output, write)
 
 
 def _copy_tokenizer_files(source: Path, target: Path, stock: bool) -> None:

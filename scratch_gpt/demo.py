@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .checkpoints import atomic_write_text, ensure_writable_dir
+from .atomic_io import atomic_write_text
+from .checkpoints import ensure_writable_dir
 
 __all__ = ["DemoResult", "stdlib_docstrings", "write_demo_corpus", "run_demo", "DEMO_PROMPTS"]
 

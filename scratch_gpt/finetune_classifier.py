@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -42,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from .atomic_io import write_dir_atomically
 from .classification import SPAM_LABELS, SpamDataset, load_spam_splits
 from .lora import LinearWithLoRA, count_parameters, freeze_for_lora, merge_lora, replace_linear_with_lora
 
@@ -476,24 +476,6 @@ def _check_output_dir(output_dir: Path, overwrite: bool) -> None:
         )
 
 
-def _save_atomically(output_dir: Path, write: Callable[[Path], None]) -> None:
-    """Write everything into a temporary sibling folder, then move it (or each file) into ``output_dir``."""
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=output_dir.parent, prefix=f".tmp-{output_dir.name}-"))
-    try:
-        write(tmp)
-        if not output_dir.exists():
-            os.replace(tmp, output_dir)
-            return
-        for file in sorted(tmp.iterdir()):
-            target = output_dir / file.name
-            if target.is_dir() and not file.is_dir():
-                shutil.rmtree(target)
-            os.replace(file, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 def finetune_classifier(
     model_dir: str | PathLike[str],
     data_path: str | PathLike[str],
@@ -655,5 +637,5 @@ def finetune_classifier(
         (folder / RESULTS_FILE).write_text(json.dumps(result, indent=1), encoding="utf-8")
         plot_classifier_history(history, folder / PLOT_FILE)
 
-    _save_atomically(output_dir, write)
+    write_dir_atomically(output_dir, write)
     return result

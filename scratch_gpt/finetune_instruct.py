@@ -45,8 +45,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from .atomic_io import atomic_write_text
 from .chat import add_chat_template, build_prompt, load_model_and_tokenizer
-from .checkpoints import atomic_write_text, ensure_writable_dir
+from .checkpoints import ensure_writable_dir
 from .generation import generate
 from .instruction import (
     InstructionDataset,

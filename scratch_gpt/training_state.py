@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .atomic_io import atomic_write_text
 from .checkpoints import (
-    atomic_write_text,
     finish_checkpoint,
     new_checkpoint_dir,
     prune_checkpoints,

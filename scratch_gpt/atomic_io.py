@@ -1,0 +1,62 @@
+"""Writing files and folders so that a crash never leaves a half-written one behind.
+
+Both helpers write into a temporary sibling first and then move the result into place with ``os.replace``,
+which is atomic on one file system: a reader sees the old file or the new one, never a mix. Standard library
+only, so that the tokenizer files that import it stay light in remote-code checkpoints.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` (UTF-8, ``\\n`` line ends) to ``path``: a temp file in the same folder, fsync, rename."""
+    path = Path(path)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def write_dir_atomically(output: str | os.PathLike[str], write: Callable[[Path], object]) -> Path:
+    """Run ``write(tmp_dir)`` on a temporary sibling folder, then move its files into ``output``.
+
+    A new ``output`` appears whole (one rename); into an existing folder each file is replaced whole. If
+    ``write`` fails, nothing in ``output`` has changed.
+    """
+    output = Path(output)
+    if output.exists() and not output.is_dir():
+        raise NotADirectoryError(f"output {output} exists and is not a directory; choose another output directory")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.tmp-"))
+    try:
+        write(tmp)
+        if not output.exists():
+            os.replace(tmp, output)
+            return output
+        for item in sorted(tmp.iterdir()):
+            target = output / item.name
+            if target.is_dir() and not item.is_dir():
+                shutil.rmtree(target)
+            os.replace(item, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return output
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
