@@ -38,7 +38,9 @@ def write_dir_atomically(output: str | os.PathLike[str], write: Callable[[Path],
     """
     output = Path(output)
     if output.exists() and not output.is_dir():
-        raise NotADirectoryError(f"output {output} exists and is not a directory; choose another output directory")
+        raise NotADirectoryError(
+            f"output {output} exists and is not a directory; choose another output directory"
+        )
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.tmp-"))
     try:
