@@ -33,8 +33,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -45,7 +43,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .atomic_io import atomic_write_text
+from .atomic_io import atomic_write_text, write_dir_atomically
 from .chat import add_chat_template, build_prompt, load_model_and_tokenizer
 from .checkpoints import ensure_writable_dir
 from .generation import generate
@@ -59,7 +57,7 @@ from .instruction import (
 )
 from .lora import count_parameters, freeze_for_lora, merge_lora, replace_linear_with_lora
 from .loss_history import LossHistory
-from .pretrain import calc_loss_batch, calc_loss_loader
+from .pretrain import calc_logits, calc_loss_batch, calc_loss_loader
 
 __all__ = [
     "LORA_TARGETS",
@@ -167,13 +165,6 @@ def response_loss(model: nn.Module, data_loader: DataLoader, device: Any = None)
     if count == 0:
         return float("nan"), 0
     return total / count, count
-
-
-def calc_logits(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
-    """Logits ``(B, T, vocab_size)`` of a ``GPTModel`` or a Hugging Face causal LM (no KV cache)."""
-    if hasattr(model, "generation_config"):
-        return model(input_ids=inputs, use_cache=False).logits
-    return model(inputs)
 
 
 def _perplexity(loss: float) -> float:
@@ -324,7 +315,7 @@ def evaluate_instruction_model(
 def save_instruction_checkpoint(model: nn.Module, tokenizer: Any, output_dir: str | os.PathLike[str]) -> Path:
     """Save ``model`` and ``tokenizer`` (with the Alpaca chat template) into ``output_dir``, atomically per file.
 
-    Everything is written to a temp folder inside ``output_dir`` first and then moved in with ``os.replace``,
+    Everything is written to a temporary sibling folder first and then moved in with ``os.replace``,
     so a crash never leaves a half-written file. ``generation_config`` gets the tokenizer's eos/pad ids, so
     ``model.generate()`` stops at end-of-text too.
     """
@@ -333,15 +324,12 @@ def save_instruction_checkpoint(model: nn.Module, tokenizer: Any, output_dir: st
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     if tokenizer.pad_token_id is not None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
-    tmp = Path(tempfile.mkdtemp(dir=output_dir, prefix=".tmp-save-"))
-    try:
+
+    def write(tmp: Path) -> None:
         model.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
-        for file in sorted(tmp.iterdir()):
-            os.replace(file, output_dir / file.name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return output_dir
+
+    return write_dir_atomically(output_dir, write)
 
 
 def _check_settings(**values: Any) -> None:

@@ -151,7 +151,9 @@ class PretrainResult:
 # --------------------------------------------------------------------------------------------------------
 
 
-def _logits(model: torch.nn.Module, input_batch: torch.Tensor) -> torch.Tensor:
+def calc_logits(model: torch.nn.Module, input_batch: torch.Tensor) -> torch.Tensor:
+    """Logits ``(B, T, vocab_size)`` of a ``GPTModel`` or a Hugging Face causal LM (no KV cache), also when
+    wrapped by DDP or ``torch.compile``."""
     inner = getattr(model, "module", model)  # DDP wraps the model in .module
     inner = getattr(inner, "_orig_mod", inner)  # torch.compile wraps it in ._orig_mod
     if hasattr(inner, "generation_config"):  # a transformers causal LM: no KV cache while training
@@ -168,7 +170,7 @@ def calc_loss_batch(
     """
     if device is not None:
         input_batch, target_batch = input_batch.to(device), target_batch.to(device)
-    logits = _logits(model, input_batch)  # (B, T, vocab_size)
+    logits = calc_logits(model, input_batch)  # (B, T, vocab_size)
     return torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), target_batch.flatten())  # (B*T, V)
 
 
