@@ -268,6 +268,9 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(body, (dict, list)):
             body = json.dumps(body).encode()
             headers = {"Content-Type": "application/json", **(headers or {})}
+        # Recorded before the response is written: once a client has its answer, the record is already there
+        # (recording afterwards let a loaded machine's test read the list one request short).
+        self.server.hub.requests.append((self.command, self.path, status))
         self.send_response(status)
         for key, value in (headers or {}).items():
             self.send_header(key, str(value))
@@ -275,7 +278,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
-        self.server.hub.requests.append((self.command, self.path, status))
 
     def _dispatch(self) -> None:
         body = self._read_body()
