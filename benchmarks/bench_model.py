@@ -154,9 +154,12 @@ def ratio_range(numerator: list[float], denominator: list[float]) -> str:
 
 
 def make_train_step(model: torch.nn.Module, ids: torch.Tensor) -> Callable[[], float]:
-    """One training step, the same for both models: LM loss on ``ids``, backward, AdamW (torch's default impl)."""
+    """One training step, the same for both models: LM loss on ``ids``, backward, AdamW.
+
+    AdamW is torch's fused kernel, what both ``Trainer`` (its default ``adamw_torch_fused``) and our ``pretrain``
+    loop use."""
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.1, fused=True)
 
     def step() -> float:
         optimizer.zero_grad(set_to_none=True)

@@ -37,13 +37,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
 from .atomic_io import write_dir_atomically
 from .classification import SPAM_LABELS, SpamDataset, load_spam_splits
 from .lora import LinearWithLoRA, count_parameters, freeze_for_lora, merge_lora, replace_linear_with_lora
+from .loss import cross_entropy
 
 FREEZE_POLICIES = ("last_block", "all", "lora", "peft-lora")
 POOLINGS = ("last_real", "last")
@@ -92,7 +92,7 @@ def calc_loss_batch(
     """Mean cross-entropy of one batch of ``(input_ids (B, T), labels (B,))``."""
     input_batch, target_batch = input_batch.to(device), target_batch.to(device)
     logits = classifier_logits(model, input_batch, pad_token_id=pad_token_id, pooling=pooling)  # (B, C)
-    return F.cross_entropy(logits, target_batch)
+    return cross_entropy(logits, target_batch)
 
 
 @torch.no_grad()
@@ -442,7 +442,7 @@ def evaluate_classifier(
     for input_batch, target_batch in data_loader:
         input_batch, target_batch = input_batch.to(device), target_batch.to(device)
         logits = classifier_logits(model, input_batch, pad_token_id=pad_token_id, pooling=pooling)
-        loss_sum += F.cross_entropy(logits, target_batch, reduction="sum").item()
+        loss_sum += cross_entropy(logits, target_batch, reduction="sum").item()
         correct += int((logits.argmax(-1) == target_batch).sum())
         seen += target_batch.shape[0]
     return loss_sum / seen, correct / seen

@@ -56,6 +56,7 @@ from .instruction import (
     split_instruction_data,
 )
 from .lora import count_parameters, freeze_for_lora, merge_lora, replace_linear_with_lora
+from .loss import cross_entropy
 from .loss_history import LossHistory
 from .pretrain import calc_logits, calc_loss_batch, calc_loss_loader
 
@@ -155,11 +156,7 @@ def response_loss(model: nn.Module, data_loader: DataLoader, device: Any = None)
         if device is not None:
             inputs, targets = inputs.to(device), targets.to(device)
         logits = calc_logits(model, inputs)  # (B, T, vocab_size)
-        total += nn.functional.cross_entropy(
-            logits.flatten(0, 1).float(),
-            targets.flatten(),
-            reduction="sum",  # (B*T, V) vs (B*T,)
-        ).item()
+        total += cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum").item()  # (B*T, V)
         count += int((targets != -100).sum())
     model.train(was_training)
     if count == 0:

@@ -33,6 +33,8 @@ from transformers.modeling_outputs import (
 
 from .configuration_scratch_gpt import ScratchGPTConfig
 from .layers import LayerNorm
+from .linear import Linear
+from .loss import causal_lm_loss
 from .model import GPTModel, TransformerBlock
 
 # What a saved checkpoint's config.json maps each Auto class to (used with trust_remote_code=True).
@@ -151,7 +153,7 @@ class ScratchGPTForCausalLM(ScratchGPTPreTrainedModel, GenerationMixin):
     def __init__(self, config: ScratchGPTConfig) -> None:
         super().__init__(config)
         self.transformer = ScratchGPTModel(config)
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head = Linear(config.n_embd, config.vocab_size, bias=False)
         self.post_init()
 
     def get_output_embeddings(self) -> nn.Linear:
@@ -211,7 +213,7 @@ class ScratchGPTForCausalLM(ScratchGPTPreTrainedModel, GenerationMixin):
 
         loss = None
         if labels is not None:
-            loss = self.loss_function(logits, labels, vocab_size=self.config.vocab_size, **kwargs)
+            loss = causal_lm_loss(logits, labels, **kwargs)  # shifts labels; honours num_items_in_batch
         return CausalLMOutputWithPast(
             loss=loss, logits=logits, cache=outputs.cache, hidden_states=outputs.hidden_states
         )
@@ -228,7 +230,7 @@ class ScratchGPTForSequenceClassification(ScratchGPTPreTrainedModel):
         super().__init__(config)
         self.num_labels = config.num_labels
         self.transformer = ScratchGPTModel(config)
-        self.score = nn.Linear(config.n_embd, config.num_labels, bias=False)
+        self.score = Linear(config.n_embd, config.num_labels, bias=False)
         self.post_init()
 
     def forward(

@@ -42,6 +42,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .checkpoints import ensure_writable_dir, find_resumable_checkpoint, list_checkpoints
+from .loss import cross_entropy
 from .loss_history import HISTORY_FILE, LossHistory
 from .training_state import restore_training_checkpoint, save_final_model, save_training_checkpoint
 
@@ -171,7 +172,7 @@ def calc_loss_batch(
     if device is not None:
         input_batch, target_batch = input_batch.to(device), target_batch.to(device)
     logits = calc_logits(model, input_batch)  # (B, T, vocab_size)
-    return torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), target_batch.flatten())  # (B*T, V)
+    return cross_entropy(logits.flatten(0, 1), target_batch.flatten())  # (B*T, V) vs (B*T,)
 
 
 @torch.no_grad()
@@ -429,8 +430,10 @@ def pretrain(
         min_lr=cfg.min_lr,
         schedule=cfg.lr_schedule,
     )
+    # The fused AdamW kernel (one pass over each parameter; Trainer's default too) where PyTorch has it.
+    fused = True if accelerator.device.type in ("cpu", "cuda") else None
     optimizer = torch.optim.AdamW(
-        param_groups(model, cfg.weight_decay), lr=cfg.learning_rate, betas=cfg.adam_betas, fused=None
+        param_groups(model, cfg.weight_decay), lr=cfg.learning_rate, betas=cfg.adam_betas, fused=fused
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(_lr_multiplier, **schedule))
     model, optimizer = accelerator.prepare(model, optimizer)

@@ -14,6 +14,7 @@ import pytest
 import torch
 from torch import nn
 
+from scratch_gpt.linear import Linear
 from scratch_gpt.lora import (
     LinearWithLoRA,
     LoRALayer,
@@ -235,7 +236,7 @@ def test_merge_gives_the_same_outputs(scaling):
     merged = merge_lora(model)
     assert len(merged) == 13
     assert not any(isinstance(m, (LinearWithLoRA, LoRALayer)) for m in model.modules())
-    assert type(model.out_head) is nn.Linear and model.out_head.bias is not None
+    assert type(model.out_head) is Linear and model.out_head.bias is not None  # scratch_gpt's nn.Linear
     with torch.no_grad():
         assert torch.allclose(model(x), before, atol=1e-5)
     assert count_parameters(model) == count_parameters(Toy())

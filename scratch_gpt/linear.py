@@ -1,0 +1,112 @@
+"""The fully connected layer of chapters 3 and 4 as ``nn.Linear``, with its matrix product sent to the faster CPU kernel.
+
+``Linear`` is used for the query/key/value projections, the feed-forward network and the output head.
+
+The layer computes ``y = x @ W.T + b`` with ``W`` of shape ``(out_features, in_features)``: the same parameters,
+state-dict keys and math as ``nn.Linear`` (it *is* an ``nn.Linear``, so LoRA — hand-written or peft — wraps it like
+any other). Only the kernel that multiplies differs:
+
+* On CPU, PyTorch's ``F.linear`` calls MKL, which on the AMD EPYC we measure multiplies by a weight stored
+  ``(out, in)`` on a single core. That matters most when generating one token at a time: each step is a
+  matrix-vector product per layer that has to stream all the weights from memory.
+* ``Linear`` instead calls oneDNN's inner product: ``torch.ops.mkldnn._linear_pointwise``, the kernel PyTorch's own
+  compiler picks for linear layers on CPU. It uses every core and reads ``(out, in)`` weights at full speed.
+  docs/benchmarks.md has the measurements (batch-1 generation and training steps).
+
+oneDNN runs only where it is known to be right: ``float32`` tensors on the CPU, plain ``torch.Tensor`` inputs and
+weights (not fake, meta or distributed tensor subclasses), outside ``torch.compile`` (which picks its own
+kernels), in a PyTorch build that has the op. Everything else — GPUs, ``bfloat16``, a build without oneDNN, or
+after ``set_onednn_linear(False)`` — runs ``F.linear``. The two kernels add in different orders, so results agree
+to float32 rounding (about 1e-6 relative), not bit for bit.
+
+Gradients: when autograd needs them, the forward pass runs through ``_OneDNNLinearFunction`` and the backward
+pass is the textbook one, ``dL/dx = g @ W``, ``dL/dW = g.T @ x``, ``dL/db = sum(g)``, with ``torch.mm``.
+
+Not here: quantized or low-rank layers (see ``lora.py``), fused query/key/value projections.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+try:  # the op oneDNN's inner product is registered under; absent in builds without oneDNN
+    _ONEDNN_LINEAR = torch.ops.mkldnn._linear_pointwise if torch.backends.mkldnn.is_available() else None
+except (AttributeError, RuntimeError):
+    _ONEDNN_LINEAR = None
+
+_onednn_enabled = _ONEDNN_LINEAR is not None
+
+
+def set_onednn_linear(enabled: bool) -> None:
+    """Turn the oneDNN kernel for CPU ``float32`` linear layers on or off (on by default where it exists)."""
+    global _onednn_enabled
+    _onednn_enabled = bool(enabled) and _ONEDNN_LINEAR is not None
+
+
+def onednn_linear_enabled() -> bool:
+    """Whether ``linear`` currently sends CPU ``float32`` products to oneDNN."""
+    return _onednn_enabled
+
+
+def _onednn_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    # x: (..., in), weight: (out, in), bias: (out,) or None -> (..., out)
+    return _ONEDNN_LINEAR(x.contiguous(), weight, bias, "none", [], "")
+
+
+def _uses_onednn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
+    return (
+        _onednn_enabled
+        and x.device.type == "cpu"
+        and x.dtype == weight.dtype == torch.float32
+        and type(x) is torch.Tensor
+        and type(weight) in (torch.Tensor, nn.Parameter)
+        and (bias is None or type(bias) in (torch.Tensor, nn.Parameter))
+        and x.shape[-1] == weight.shape[-1]  # a wrong shape gets F.linear's clear error
+        and x.numel() > 0
+        and not torch.compiler.is_compiling()
+    )
+
+
+class _OneDNNLinearFunction(torch.autograd.Function):
+    """``x @ W.T + b`` through oneDNN, with the textbook backward pass."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return _onednn_forward(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x, weight = ctx.saved_tensors
+        grad_2d = grad_out.reshape(-1, grad_out.shape[-1])  # (N, out), N = all leading dimensions
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_x = (grad_2d @ weight).view(x.shape)  # (N, out) @ (out, in) -> (..., in)
+        if ctx.needs_input_grad[1]:
+            grad_w = grad_2d.t() @ x.reshape(-1, x.shape[-1])  # (out, N) @ (N, in) -> (out, in)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = grad_2d.sum(0)  # (out,)
+        return grad_x, grad_w, grad_b
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``x @ weight.T + bias`` (``F.linear``'s contract): oneDNN for CPU ``float32``, else ``F.linear``."""
+    if not _uses_onednn(x, weight, bias):
+        return F.linear(x, weight, bias)
+    needs_grad = torch.is_grad_enabled() and (
+        x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)
+    )
+    if needs_grad:
+        return _OneDNNLinearFunction.apply(x, weight, bias)
+    return _onednn_forward(x, weight, bias)
+
+
+class Linear(nn.Linear):
+    """``nn.Linear`` whose product runs through ``linear`` (see the module docstring); same parameters and keys."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (..., in_features) -> (..., out_features)
+        return linear(x, self.weight, self.bias)

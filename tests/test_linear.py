@@ -1,0 +1,160 @@
+"""Linear against nn.Linear: the same outputs and gradients, and F.linear wherever oneDNN must not run."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from scratch_gpt import linear as linear_module
+from scratch_gpt.linear import Linear, linear, onednn_linear_enabled, set_onednn_linear
+
+needs_onednn = pytest.mark.skipif(
+    linear_module._ONEDNN_LINEAR is None, reason="this PyTorch build has no oneDNN linear kernel"
+)
+
+
+@pytest.fixture
+def onednn_calls(monkeypatch):
+    """Counts the products that reach oneDNN."""
+    calls = []
+    real = linear_module._onednn_forward
+
+    def counting(x, weight, bias):
+        calls.append(tuple(x.shape))
+        return real(x, weight, bias)
+
+    monkeypatch.setattr(linear_module, "_onednn_forward", counting)
+    return calls
+
+
+def _pair(in_features=24, out_features=40, bias=True, seed=0):
+    torch.manual_seed(seed)
+    ours = Linear(in_features, out_features, bias=bias)
+    ref = nn.Linear(in_features, out_features, bias=bias)
+    ref.load_state_dict(ours.state_dict())
+    return ours, ref
+
+
+def test_is_an_nn_linear_with_the_same_parameters_and_keys():
+    ours, ref = _pair()
+    assert isinstance(ours, nn.Linear)
+    assert list(ours.state_dict()) == list(ref.state_dict()) == ["weight", "bias"]
+    assert ours.weight.shape == (40, 24)
+
+
+@needs_onednn
+@pytest.mark.parametrize("shape", [(24,), (1, 24), (3, 24), (2, 5, 24), (1, 1, 24)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_inference_matches_nn_linear_through_onednn(shape, bias, onednn_calls):
+    ours, ref = _pair(bias=bias)
+    x = torch.randn(*shape)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), ref(x), rtol=1e-5, atol=1e-5)
+    assert onednn_calls == [shape]
+
+
+@needs_onednn
+def test_gradients_match_nn_linear(onednn_calls):
+    ours, ref = _pair()
+    x = torch.randn(2, 7, 24)
+    x_ours, x_ref = x.clone().requires_grad_(), x.clone().requires_grad_()
+    grad_out = torch.randn(2, 7, 40)
+    out_ours, out_ref = ours(x_ours), ref(x_ref)
+    out_ours.backward(grad_out)
+    out_ref.backward(grad_out)
+    assert onednn_calls == [(2, 7, 24)] and out_ours.grad_fn is not None
+    torch.testing.assert_close(out_ours, out_ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(x_ours.grad, x_ref.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ours.weight.grad, ref.weight.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ours.bias.grad, ref.bias.grad, rtol=1e-5, atol=1e-5)
+
+
+@needs_onednn
+def test_frozen_weight_gets_no_gradient_and_input_does():
+    ours, ref = _pair()
+    ours.requires_grad_(False)
+    x = torch.randn(3, 24, requires_grad=True)
+    ours(x).sum().backward()
+    assert ours.weight.grad is None and ours.bias.grad is None
+    torch.testing.assert_close(x.grad, ref.weight.sum(0).expand(3, 24), rtol=1e-5, atol=1e-5)
+
+
+@needs_onednn
+def test_gradcheck_in_double_precision_uses_f_linear(onednn_calls):
+    """float64 is not sent to oneDNN; the layer is still differentiable there (a numerical gradient check)."""
+    layer = Linear(4, 3).double()
+    x = torch.randn(2, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: layer(t), (x,))
+    assert onednn_calls == []
+
+
+@needs_onednn
+def test_non_contiguous_input(onednn_calls):
+    ours, ref = _pair()
+    x = torch.randn(24, 6).t()  # (6, 24), not contiguous
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), ref(x), rtol=1e-5, atol=1e-5)
+    assert onednn_calls == [(6, 24)]
+
+
+@needs_onednn
+def test_where_onednn_does_not_run(onednn_calls):
+    ours, ref = _pair()
+    with torch.no_grad():
+        for dtype in (torch.bfloat16, torch.float64):
+            x = torch.randn(2, 24, dtype=dtype)
+            torch.testing.assert_close(ours.to(dtype)(x), ref.to(dtype)(x))
+        ours.float(), ref.float()
+        assert ours(torch.randn(0, 24)).shape == (0, 40)  # an empty batch
+    assert onednn_calls == []
+
+
+@needs_onednn
+def test_switching_onednn_off_and_on(onednn_calls):
+    ours, _ = _pair()
+    assert onednn_linear_enabled()
+    try:
+        set_onednn_linear(False)
+        assert not onednn_linear_enabled()
+        with torch.no_grad():
+            ours(torch.randn(2, 24))
+        assert onednn_calls == []
+    finally:
+        set_onednn_linear(True)
+    with torch.no_grad():
+        ours(torch.randn(2, 24))
+    assert onednn_calls == [(2, 24)]
+
+
+def test_wrong_input_width_gives_torchs_shape_error():
+    with pytest.raises(RuntimeError, match="cannot be multiplied"):
+        Linear(24, 40)(torch.randn(2, 23))
+
+
+def test_linear_function_matches_f_linear_without_a_module():
+    torch.manual_seed(1)
+    x, weight, bias = torch.randn(4, 9), torch.randn(5, 9), torch.randn(5)
+    torch.testing.assert_close(linear(x, weight, bias), F.linear(x, weight, bias), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(linear(x, weight), F.linear(x, weight), rtol=1e-5, atol=1e-5)
+
+
+@needs_onednn
+def test_torch_compile_uses_the_compilers_kernels(onednn_calls):
+    """Inside ``torch.compile`` the layer is plain ``F.linear``, so the compiler sees (and fuses) an ordinary
+    linear layer; the result equals eager mode."""
+    ours, ref = _pair()
+    compiled = torch.compile(ours, backend="eager")  # dynamo tracing only: fast, no C++ compiler needed
+    x = torch.randn(3, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), ref(x), rtol=1e-5, atol=1e-5)
+    assert onednn_calls == []
+
+
+def test_every_linear_layer_of_the_models_is_ours():
+    from model_helpers import tiny_config
+
+    from scratch_gpt import ScratchGPTForCausalLM, ScratchGPTForSequenceClassification
+
+    for model in (ScratchGPTForCausalLM(tiny_config()), ScratchGPTForSequenceClassification(tiny_config())):
+        linears = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+        assert linears and all(type(model.get_submodule(name)) is Linear for name in linears), linears
