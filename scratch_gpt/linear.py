@@ -20,7 +20,8 @@ after ``set_onednn_linear(False)`` — runs ``F.linear``. The two kernels add in
 to float32 rounding (about 1e-6 relative), not bit for bit.
 
 Gradients: when autograd needs them, the forward pass runs through ``_OneDNNLinearFunction`` and the backward
-pass is the textbook one, ``dL/dx = g @ W``, ``dL/dW = g.T @ x``, ``dL/db = sum(g)``, with ``torch.mm``.
+pass is the textbook one: ``dL/dx = g @ W`` (a linear layer with weight ``W.T``, so oneDNN again),
+``dL/dW = g.T @ x`` (``torch.mm``, faster there), ``dL/db = sum(g)``.
 
 Not here: quantized or low-rank layers (see ``lora.py``), fused query/key/value projections.
 """
@@ -83,8 +84,10 @@ class _OneDNNLinearFunction(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         grad_2d = grad_out.reshape(-1, grad_out.shape[-1])  # (N, out), N = all leading dimensions
         grad_x = grad_w = grad_b = None
-        if ctx.needs_input_grad[0]:
-            grad_x = (grad_2d @ weight).view(x.shape)  # (N, out) @ (out, in) -> (..., in)
+        if ctx.needs_input_grad[0]:  # g @ W is itself a linear layer, with weight W.T: oneDNN again
+            grad_x = _onednn_forward(grad_2d, weight.t(), None).view(
+                x.shape
+            )  # (N, out) @ (out, in) -> (..., in)
         if ctx.needs_input_grad[1]:
             grad_w = grad_2d.t() @ x.reshape(-1, x.shape[-1])  # (out, N) @ (N, in) -> (out, in)
         if ctx.has_bias and ctx.needs_input_grad[2]:
