@@ -14,8 +14,8 @@ any other). Only the kernel that multiplies differs:
   docs/benchmarks.md has the measurements (batch-1 generation and training steps).
 
 oneDNN runs only where it is known to be right: ``float32`` tensors on the CPU, plain ``torch.Tensor`` inputs and
-weights (not fake, meta or distributed tensor subclasses), outside ``torch.compile`` (which picks its own
-kernels), in a PyTorch build that has the op. Everything else — GPUs, ``bfloat16``, a build without oneDNN, or
+weights (not fake, meta or distributed tensor subclasses), outside ``torch.autocast`` (which casts ``F.linear``'s
+inputs to ``bfloat16``) and ``torch.compile`` (which picks its own kernels), in a PyTorch build that has the op. Everything else — GPUs, ``bfloat16``, a build without oneDNN, or
 after ``set_onednn_linear(False)`` — runs ``F.linear``. The two kernels add in different orders, so results agree
 to float32 rounding (about 1e-6 relative), not bit for bit.
 
@@ -66,6 +66,7 @@ def _uses_onednn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
         and (bias is None or type(bias) in (torch.Tensor, nn.Parameter))
         and x.shape[-1] == weight.shape[-1]  # a wrong shape gets F.linear's clear error
         and x.numel() > 0
+        and not torch.is_autocast_enabled("cpu")  # mixed precision: F.linear casts to the autocast dtype
         and not torch.compiler.is_compiling()
     )
 

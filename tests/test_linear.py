@@ -110,6 +110,19 @@ def test_where_onednn_does_not_run(onednn_calls):
 
 
 @needs_onednn
+def test_autocast_runs_in_the_autocast_dtype_like_nn_linear(onednn_calls):
+    """Mixed precision (accelerate's bf16 on CPU) casts F.linear's inputs; oneDNN in float32 would silently skip
+    that."""
+    ours, ref = _pair()
+    x = torch.randn(3, 24)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out, expected = ours(x), ref(x)
+    assert out.dtype == expected.dtype == torch.bfloat16
+    torch.testing.assert_close(out, expected)
+    assert onednn_calls == []
+
+
+@needs_onednn
 def test_switching_onednn_off_and_on(onednn_calls):
     ours, _ = _pair()
     assert onednn_linear_enabled()
