@@ -13,7 +13,8 @@ any other). Only the kernel that multiplies differs:
   compiler picks for linear layers on CPU. It uses every core and reads ``(out, in)`` weights at full speed.
   docs/benchmarks.md has the measurements (batch-1 generation and training steps).
 
-oneDNN runs only where it is known to be right: ``float32`` tensors on the CPU, plain ``torch.Tensor`` inputs and
+oneDNN runs only where it pays and is known to be right: weights of at least ``MIN_ONEDNN_WEIGHTS`` elements (a
+oneDNN call has a fixed cost of ~17 us, which MKL beats on small layers), ``float32`` tensors on the CPU, plain ``torch.Tensor`` inputs and
 weights (not fake, meta or distributed tensor subclasses), outside ``torch.autocast`` (which casts ``F.linear``'s
 inputs to ``bfloat16``) and ``torch.compile`` (which picks its own kernels), in a PyTorch build that has the op. Everything else — GPUs, ``bfloat16``, a build without oneDNN, or
 after ``set_onednn_linear(False)`` — runs ``F.linear``. The two kernels add in different orders, so results agree
@@ -39,6 +40,9 @@ except (AttributeError, RuntimeError):
 
 _onednn_enabled = _ONEDNN_LINEAR is not None
 
+# oneDNN's call costs ~17 us more than MKL's; below about this many weights (e.g. 1,024 x 128) MKL is faster.
+MIN_ONEDNN_WEIGHTS = 1 << 17
+
 
 def set_onednn_linear(enabled: bool) -> None:
     """Turn the oneDNN kernel for CPU ``float32`` linear layers on or off (on by default where it exists)."""
@@ -59,6 +63,7 @@ def _onednn_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | 
 def _uses_onednn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
     return (
         _onednn_enabled
+        and torch.backends.mkldnn.enabled  # respects torch.backends.mkldnn.flags(enabled=False)
         and x.device.type == "cpu"
         and x.dtype == weight.dtype == torch.float32
         and type(x) is torch.Tensor
@@ -66,6 +71,7 @@ def _uses_onednn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
         and (bias is None or type(bias) in (torch.Tensor, nn.Parameter))
         and x.shape[-1] == weight.shape[-1]  # a wrong shape gets F.linear's clear error
         and x.numel() > 0
+        and weight.numel() >= MIN_ONEDNN_WEIGHTS
         and not torch.is_autocast_enabled("cpu")  # mixed precision: F.linear casts to the autocast dtype
         and not torch.compiler.is_compiling()
     )

@@ -15,7 +15,8 @@ needs_onednn = pytest.mark.skipif(
 
 @pytest.fixture
 def onednn_calls(monkeypatch):
-    """Counts the products that reach oneDNN."""
+    """Counts the products that reach oneDNN; the size threshold is lifted, so the small test layers use it."""
+    monkeypatch.setattr(linear_module, "MIN_ONEDNN_WEIGHTS", 0)
     calls = []
     real = linear_module._onednn_forward
 
@@ -123,6 +124,7 @@ def test_autocast_runs_in_the_autocast_dtype_like_nn_linear(onednn_calls):
 
 
 @needs_onednn
+@pytest.mark.filterwarnings("ignore:TF32 acceleration on top of oneDNN")  # torch's own note on mkldnn.flags()
 def test_switching_onednn_off_and_on(onednn_calls):
     ours, _ = _pair()
     assert onednn_linear_enabled()
@@ -137,6 +139,24 @@ def test_switching_onednn_off_and_on(onednn_calls):
     with torch.no_grad():
         ours(torch.randn(2, 24))
     assert onednn_calls == [(2, 24)]
+    with torch.no_grad(), torch.backends.mkldnn.flags(enabled=False):  # PyTorch's own switch is respected too
+        ours(torch.randn(2, 24))
+    assert onednn_calls == [(2, 24)]
+
+
+@needs_onednn
+def test_small_layers_stay_on_f_linear_and_large_ones_use_onednn(monkeypatch):
+    calls = []
+    real = linear_module._onednn_forward
+    monkeypatch.setattr(linear_module, "_onednn_forward", lambda *a: calls.append(a[0].shape) or real(*a))
+    small = Linear(128, 512)  # 65,536 weights: MKL is faster
+    large = Linear(256, 1024)  # 262,144 weights
+    assert small.weight.numel() < linear_module.MIN_ONEDNN_WEIGHTS <= large.weight.numel()
+    with torch.no_grad():
+        small(torch.randn(1, 128))
+        assert calls == []
+        large(torch.randn(1, 256))
+    assert calls == [(1, 256)]
 
 
 def test_wrong_input_width_gives_torchs_shape_error():
