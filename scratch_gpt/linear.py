@@ -13,12 +13,18 @@ any other). Only the kernel that multiplies differs:
   compiler picks for linear layers on CPU. It uses every core and reads ``(out, in)`` weights at full speed.
   docs/benchmarks.md has the measurements (batch-1 generation and training steps).
 
-oneDNN runs only where it pays and is known to be right: weights of at least ``MIN_ONEDNN_WEIGHTS`` elements (a
-oneDNN call has a fixed cost of ~17 us, which MKL beats on small layers), ``float32`` tensors on the CPU, plain ``torch.Tensor`` inputs and
-weights (not fake, meta or distributed tensor subclasses), outside ``torch.autocast`` (which casts ``F.linear``'s
-inputs to ``bfloat16``) and ``torch.compile`` (which picks its own kernels), in a PyTorch build that has the op. Everything else — GPUs, ``bfloat16``, a build without oneDNN, or
-after ``set_onednn_linear(False)`` — runs ``F.linear``. The two kernels add in different orders, so results agree
-to float32 rounding (about 1e-6 relative), not bit for bit.
+oneDNN runs only where it pays and is known to be right:
+
+* weights of at least ``MIN_ONEDNN_WEIGHTS`` elements (a oneDNN call has a fixed cost of ~17 us, which MKL beats
+  on small layers);
+* ``float32`` tensors on an x86-64 CPU (where it was measured), plain ``torch.Tensor`` inputs and weights (not fake,
+  meta or distributed tensor subclasses);
+* outside ``torch.autocast`` (which casts ``F.linear``'s inputs to ``bfloat16``) and ``torch.compile`` (which picks
+  its own kernels), in a PyTorch build that has the op, with ``torch.backends.mkldnn`` enabled.
+
+Everything else — GPUs, ``bfloat16``, a build without oneDNN, or after ``set_onednn_linear(False)`` — runs
+``F.linear``. The two kernels add in different orders, so results agree to float32 rounding (about 1e-6
+relative), not bit for bit.
 
 Gradients: when autograd needs them, the forward pass runs through ``_OneDNNLinearFunction`` and the backward
 pass is the textbook one: ``dL/dx = g @ W`` (a linear layer with weight ``W.T``, so oneDNN again),
@@ -29,6 +35,8 @@ Not here: quantized or low-rank layers (see ``lora.py``), fused query/key/value 
 
 from __future__ import annotations
 
+import platform
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -37,6 +45,8 @@ try:  # the op oneDNN's inner product is registered under; absent in builds with
     _ONEDNN_LINEAR = torch.ops.mkldnn._linear_pointwise if torch.backends.mkldnn.is_available() else None
 except (AttributeError, RuntimeError):
     _ONEDNN_LINEAR = None
+if platform.machine().lower() not in ("x86_64", "amd64"):
+    _ONEDNN_LINEAR = None  # measured on x86-64 only; elsewhere (e.g. Apple silicon) F.linear's BLAS is kept
 
 _onednn_enabled = _ONEDNN_LINEAR is not None
 
