@@ -102,13 +102,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     from scratch_gpt.chat import add_chat_template, load_model_and_tokenizer
     from scratch_gpt.checkpoints import atomic_write_text
-    from scratch_gpt.finetune_instruct import (
+    from scratch_gpt.finetune_instruct import save_instruction_checkpoint
+    from scratch_gpt.instruction import load_instruction_data, split_instruction_data
+    from scratch_gpt.instruction_training import (
         evaluate_instruction_model,
         generate_test_responses,
         make_instruction_loaders,
-        save_instruction_checkpoint,
     )
-    from scratch_gpt.instruction import load_instruction_data, split_instruction_data
 
     started = time.perf_counter()
     torch.manual_seed(args.seed)
