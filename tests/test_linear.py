@@ -213,6 +213,15 @@ def test_whole_model_through_onednn_matches_gpt2_and_trains(onednn_calls):
     prompt = ids[:1, :4]
     settings = dict(max_new_tokens=12, do_sample=False, pad_token_id=0)
     assert torch.equal(ours.generate(prompt, **settings), hf.generate(prompt, **settings))
+    cached, uncached = (
+        ours.generate(
+            prompt, **settings, use_cache=use_cache, output_logits=True, return_dict_in_generate=True
+        )
+        for use_cache in (True, False)
+    )
+    assert torch.equal(cached.sequences, uncached.sequences)
+    for step_cached, step_uncached in zip(cached.logits, uncached.logits, strict=True):
+        torch.testing.assert_close(step_cached, step_uncached, rtol=0, atol=1e-5)
 
     grads = []  # (in eval mode: no dropout, so both passes see the same function)
     for enabled in (True, False):
