@@ -196,8 +196,8 @@ def test_every_linear_layer_of_the_models_is_ours():
 @needs_onednn
 def test_whole_model_through_onednn_matches_gpt2_and_trains(onednn_calls):
     """The model-level guarantees hold on the oneDNN path too (the threshold is lifted, so even this small model
-    uses it): a converted GPT-2 gives GPT2LMHeadModel's logits within 1e-5 and the same greedy tokens, and the
-    training gradients equal those of the F.linear path."""
+    uses it): a converted GPT-2 gives GPT2LMHeadModel's logits within 1e-5 and the same greedy tokens, cached and
+    uncached generation agree at the logits level, and the training gradients equal those of the F.linear path."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     from scratch_gpt import ScratchGPTForCausalLM
