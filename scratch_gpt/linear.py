@@ -74,8 +74,9 @@ def _uses_onednn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     return (
         _onednn_enabled
         and torch.backends.mkldnn.enabled  # respects torch.backends.mkldnn.flags(enabled=False)
-        and x.device.type == "cpu"
+        and x.device.type == weight.device.type == "cpu"
         and x.dtype == weight.dtype == torch.float32
+        and (bias is None or (bias.dtype == torch.float32 and bias.device.type == "cpu"))
         and type(x) is torch.Tensor
         and type(weight) in (torch.Tensor, nn.Parameter)
         and (bias is None or type(bias) in (torch.Tensor, nn.Parameter))
@@ -102,9 +103,8 @@ class _OneDNNLinearFunction(torch.autograd.Function):
         grad_2d = grad_out.reshape(-1, grad_out.shape[-1])  # (N, out), N = all leading dimensions
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:  # g @ W is itself a linear layer, with weight W.T: oneDNN again
-            grad_x = _onednn_forward(grad_2d, weight.t(), None).view(
-                x.shape
-            )  # (N, out) @ (out, in) -> (..., in)
+            grad_x = _onednn_forward(grad_2d, weight.t(), None)  # (N, out) @ (out, in) -> (N, in)
+            grad_x = grad_x.view(x.shape)  # (..., in)
         if ctx.needs_input_grad[1]:
             grad_w = grad_2d.t() @ x.reshape(-1, x.shape[-1])  # (out, N) @ (N, in) -> (out, in)
         if ctx.has_bias and ctx.needs_input_grad[2]:
