@@ -1,7 +1,7 @@
 """Benchmark scratch_gpt's model against Hugging Face's ``GPT2LMHeadModel`` (issue 3, "Benchmarks").
 
 Both models get the same configuration and the *same weights* (a random GPT-2 is built first and converted
-with ``ScratchGPTForCausalLM.from_gpt2``), the outputs are checked to agree, and then the peers run side by side in one process, alternating
+with ``load_gpt2``), the outputs are checked to agree, and then the peers run side by side in one process, alternating
 (the order rotates every round), so that noise from other processes hits both alike. Each round gives a ratio;
 the median ratio is printed.
 
@@ -45,8 +45,9 @@ import torch
 import transformers
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from scratch_gpt import ScratchGPTForCausalLM
+from scratch_gpt import ScratchGPTForCausalLM, load_gpt2
 from scratch_gpt.generation import generate as book_generate
+from scratch_gpt.kernels import use_fast_kernels
 from scratch_gpt.model import GPTModel
 
 
@@ -89,7 +90,7 @@ def build_pair(case: Case, seed: int = 0) -> tuple[ScratchGPTForCausalLM, GPT2LM
     hf = GPT2LMHeadModel(hf_config).eval()
     hf.set_attn_implementation("sdpa")
     hf.loss_type = "ForCausalLM"  # the loss GPT2LMHeadModel uses anyway; set to silence a warning
-    ours = ScratchGPTForCausalLM.from_gpt2(hf)  # the package's converter; copies, shares no memory with hf
+    ours = use_fast_kernels(load_gpt2(hf))  # the package's converter (a copy) on its fast CPU kernels
     ours.set_attn_implementation("sdpa")
     return ours.eval(), hf
 

@@ -54,8 +54,8 @@ def machine() -> str:
 def verdict(args: argparse.Namespace) -> dict:
     """The book's chapter 5 training run, with our loop."""
     from scratch_gpt import ScratchGPTConfig, ScratchGPTForCausalLM
-    from scratch_gpt.data import create_dataloader_v1, train_val_split
-    from scratch_gpt.pretrain import PretrainConfig, calc_loss_loader, pretrain
+    from scratch_gpt.data.sliding_window import create_dataloader_v1, train_val_split
+    from scratch_gpt.training.pretrain import PretrainConfig, calc_loss_loader, pretrain
 
     tokenizer = gpt2_bpe()
     text = (DATA_DIR / "the-verdict.txt").read_text(encoding="utf-8")
@@ -137,8 +137,8 @@ def _print_step(step: int, loss: float) -> None:
 def shakespeare(args: argparse.Namespace) -> dict:
     """A small GPT on tinyshakespeare for a fixed CPU-time budget; the validation loss at the end."""
     from scratch_gpt import BPETokenizer, ScratchGPTConfig, ScratchGPTForCausalLM
-    from scratch_gpt.data import GPTDatasetV1, train_val_split
-    from scratch_gpt.pretrain import PretrainConfig, pretrain
+    from scratch_gpt.data.sliding_window import GPTDatasetV1, train_val_split
+    from scratch_gpt.training.pretrain import PretrainConfig, pretrain
 
     text = (DATA_DIR / "tinyshakespeare.txt").read_text(encoding="utf-8")
     started = time.perf_counter()
@@ -203,8 +203,8 @@ def vs_trainer(args: argparse.Namespace) -> dict:
     from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
 
     from scratch_gpt import BPETokenizer, ScratchGPTConfig, ScratchGPTForCausalLM
-    from scratch_gpt.data import GPTDatasetV1
-    from scratch_gpt.pretrain import PretrainConfig, pretrain
+    from scratch_gpt.data.sliding_window import GPTDatasetV1
+    from scratch_gpt.training.pretrain import PretrainConfig, pretrain
 
     text = (DATA_DIR / "tinyshakespeare.txt").read_text(encoding="utf-8")[:300_000]
     bpe = BPETokenizer.train(text, 2048)
@@ -315,8 +315,8 @@ def gpu(args: argparse.Namespace) -> dict:
     if not torch.cuda.is_available():
         return {"mode": "gpu", "skipped": "no CUDA device"}
     from scratch_gpt import ScratchGPTConfig, ScratchGPTForCausalLM
-    from scratch_gpt.data import GPTDatasetV1
-    from scratch_gpt.pretrain import PretrainConfig, pretrain
+    from scratch_gpt.data.sliding_window import GPTDatasetV1
+    from scratch_gpt.training.pretrain import PretrainConfig, pretrain
 
     ctx, bs, steps = 1024, args.batch_size, args.steps
     ids = torch.randint(0, 50257, (bs * (ctx + 1) * (steps + 10),)).tolist()

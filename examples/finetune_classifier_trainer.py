@@ -63,8 +63,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
 
     import scratch_gpt  # noqa: F401  (registers model_type "scratch_gpt" with the Auto classes)
-    from scratch_gpt.classification import SPAM_LABELS, load_spam_splits
-    from scratch_gpt.classifier_training import apply_freeze_policy
+    from scratch_gpt.finetune.classifier_data import SPAM_LABELS, load_spam_splits
+    from scratch_gpt.finetune.classifier_training import apply_freeze_policy
 
     set_seed(args.seed)
     splits = load_spam_splits(args.data)

@@ -1,6 +1,6 @@
 """Instruction fine-tuning (book chapter 7) with Hugging Face ``Trainer`` instead of the book's loop.
 
-The same data, prompt format and evaluation as ``scratch-gpt finetune-instruct`` (``scratch_gpt.finetune_instruct``),
+The same data, prompt format and evaluation as ``scratch-gpt finetune-instruct`` (``scratch_gpt.finetune.instruction_pipeline``),
 with the training done by ``transformers.Trainer``:
 
 1. the training texts are made by the tokenizer's chat template: a user message (instruction, optional
@@ -100,15 +100,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from datasets import Dataset
     from transformers import Trainer, TrainingArguments
 
-    from scratch_gpt.chat import add_chat_template, load_model_and_tokenizer
-    from scratch_gpt.checkpoints import atomic_write_text
-    from scratch_gpt.finetune_instruct import save_instruction_checkpoint
-    from scratch_gpt.instruction import load_instruction_data, split_instruction_data
-    from scratch_gpt.instruction_training import (
+    from scratch_gpt.finetune.chat import add_chat_template, load_model_and_tokenizer
+    from scratch_gpt.finetune.instruction_data import load_instruction_data, split_instruction_data
+    from scratch_gpt.finetune.instruction_pipeline import save_instruction_checkpoint
+    from scratch_gpt.finetune.instruction_training import (
         evaluate_instruction_model,
         generate_test_responses,
         make_instruction_loaders,
     )
+    from scratch_gpt.training.checkpoints import atomic_write_text
 
     started = time.perf_counter()
     torch.manual_seed(args.seed)

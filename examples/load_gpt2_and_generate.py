@@ -27,8 +27,8 @@ from pathlib import Path
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from scratch_gpt.convert_gpt2 import load_gpt2
 from scratch_gpt.generation import generate
+from scratch_gpt.hub.convert_gpt2 import load_gpt2
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path(os.environ.get("SCRATCH_GPT_DATA", REPO_ROOT.parent / "shared" / "data"))

@@ -7,7 +7,7 @@ The recipe, on the reference data (``SCRATCH_GPT_DATA``, default ``../shared/dat
    tinyshakespeare.txt + the-verdict.txt (about 1.1 MB of text, a few seconds);
 2. tokenize both texts (an ``<|endoftext|>`` between them; about 350k tokens), split 90/10, cut into
    non-overlapping windows of the context length (``GPTDatasetV1``);
-3. pretrain a 4-layer, 128-wide GPT (context 128, about 1.3M parameters) with ``scratch_gpt.pretrain.pretrain``
+3. pretrain a 4-layer, 128-wide GPT (context 128, about 1.3M parameters) with ``scratch_gpt.training.pretrain.pretrain``
    (AdamW, warmup + cosine decay, gradient clipping) and save it with its tokenizer as a Hugging Face checkpoint.
 
 Run (from the repository root; about 10 minutes on 2 CPU cores)::
@@ -61,8 +61,8 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from scratch_gpt import BPETokenizer, ScratchGPTConfig, ScratchGPTForCausalLM, ScratchGPTTokenizerFast
-    from scratch_gpt.data import GPTDatasetV1, train_val_split
-    from scratch_gpt.pretrain import PretrainConfig, pretrain
+    from scratch_gpt.data.sliding_window import GPTDatasetV1, train_val_split
+    from scratch_gpt.training.pretrain import PretrainConfig, pretrain
 
     started = time.perf_counter()
     texts = [(Path(args.data_dir) / name).read_text(encoding="utf-8") for name in CORPUS_FILES]

@@ -14,7 +14,7 @@ The same job as ``scratch-gpt pretrain``, the Hugging Face way:
    ``num_items_in_batch`` on to the loss, so ``--batch-size 2 --grad-accum 4`` makes the same updates as
    ``--batch-size 8`` (the loss is summed over every target token of the 8 blocks and divided once);
 4. the model and tokenizer are saved in ``--output-dir`` (loadable with ``AutoModelForCausalLM``), with a
-   ``training_history.json`` in the format ``scratch_gpt.model_card`` reads.
+   ``training_history.json`` in the format ``scratch_gpt.hub.model_card`` reads.
 
 Run (from the repository root; the corpus defaults to tinyshakespeare.txt in ``SCRATCH_GPT_DATA``)::
 
@@ -67,7 +67,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def history_from_trainer(log_history: list[dict[str, Any]], tokens_per_step: int, dataset: str) -> Any:
     """Trainer's ``state.log_history`` as our ``LossHistory`` (one entry per evaluation)."""
-    from scratch_gpt.loss_history import LossHistory
+    from scratch_gpt.training.history import LossHistory
 
     history = LossHistory(dataset=dataset)
     last_train = {}
@@ -96,10 +96,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from transformers import Trainer, TrainingArguments, default_data_collator
 
     from scratch_gpt import ScratchGPTConfig, ScratchGPTForCausalLM
-    from scratch_gpt.data import iter_documents
-    from scratch_gpt.gpt_train import EOS_TOKEN, load_tokenizer, train_tokenizer
-    from scratch_gpt.hf_data import load_text_dataset, tokenize_and_pack
-    from scratch_gpt.pretrain import param_groups
+    from scratch_gpt.data.hf_datasets import load_text_dataset, tokenize_and_pack
+    from scratch_gpt.data.sliding_window import iter_documents
+    from scratch_gpt.training.from_corpus import EOS_TOKEN, load_tokenizer, train_tokenizer
+    from scratch_gpt.training.pretrain import param_groups
 
     started = time.perf_counter()
     texts = load_text_dataset(args.corpus[0]) if len(args.corpus) == 1 else None

@@ -14,8 +14,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .linear import Linear
-
 
 class LayerNorm(nn.Module):
     """Layer normalization over the last (embedding) dimension, with a learnable ``scale`` and ``shift``.
@@ -60,9 +58,9 @@ class FeedForward(nn.Module):
     def __init__(self, emb_dim: int, hidden_dim: int | None = None) -> None:
         super().__init__()
         hidden_dim = hidden_dim or 4 * emb_dim
-        self.fc_in = Linear(emb_dim, hidden_dim)
+        self.fc_in = nn.Linear(emb_dim, hidden_dim)
         self.gelu = GELU()
-        self.fc_out = Linear(hidden_dim, emb_dim)
+        self.fc_out = nn.Linear(hidden_dim, emb_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: (B, T, emb_dim) -> (B, T, 4 * emb_dim) -> (B, T, emb_dim)

@@ -20,7 +20,6 @@ from torch.utils.checkpoint import checkpoint
 
 from .attention import MultiHeadAttention, make_attention_mask
 from .layers import FeedForward, LayerNorm
-from .linear import Linear
 
 
 class TransformerBlock(nn.Module):
@@ -76,7 +75,7 @@ class GPTModel(nn.Module):
         self.drop_emb = nn.Dropout(cfg.dropout)
         self.trf_blocks = nn.ModuleList([TransformerBlock(cfg, layer_idx=i) for i in range(cfg.n_layer)])
         self.final_norm = LayerNorm(cfg.n_embd, eps=getattr(cfg, "layer_norm_epsilon", 1e-5))
-        self.out_head = Linear(cfg.n_embd, cfg.vocab_size, bias=False) if with_lm_head else None
+        self.out_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False) if with_lm_head else None
         if self.out_head is not None and getattr(cfg, "tie_word_embeddings", False):
             self.out_head.weight = self.tok_emb.weight  # weight tying, as in the original GPT-2
         self.attn_implementation = "sdpa"

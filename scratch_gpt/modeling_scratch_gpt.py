@@ -33,8 +33,6 @@ from transformers.modeling_outputs import (
 
 from .configuration_scratch_gpt import ScratchGPTConfig
 from .layers import LayerNorm
-from .linear import Linear
-from .loss import causal_lm_loss
 from .model import GPTModel, TransformerBlock
 
 # What a saved checkpoint's config.json maps each Auto class to (used with trust_remote_code=True).
@@ -153,22 +151,11 @@ class ScratchGPTForCausalLM(ScratchGPTPreTrainedModel, GenerationMixin):
     def __init__(self, config: ScratchGPTConfig) -> None:
         super().__init__(config)
         self.transformer = ScratchGPTModel(config)
-        self.lm_head = Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.post_init()
 
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head
-
-    @classmethod
-    def from_gpt2(cls, path_or_model: Any, dtype: torch.dtype | None = None) -> ScratchGPTForCausalLM:
-        """OpenAI GPT-2 weights as a scratch_gpt model (book chapter 5): from a Hugging Face GPT-2 folder
-        (``config.json`` + ``model.safetensors`` or ``pytorch_model.bin``) or a ``GPT2LMHeadModel``.
-        The logits equal ``GPT2LMHeadModel``'s. See ``convert_gpt2.load_gpt2``."""
-        return _convert_gpt2().load_gpt2(path_or_model, dtype=dtype)
-
-    def to_gpt2(self) -> Any:
-        """This model as a stock ``transformers`` ``GPT2LMHeadModel`` with equal logits (``convert_gpt2.to_gpt2``)."""
-        return _convert_gpt2().to_gpt2(self)
 
     def set_output_embeddings(self, new_embeddings: nn.Linear) -> None:
         self.lm_head = new_embeddings
@@ -213,7 +200,9 @@ class ScratchGPTForCausalLM(ScratchGPTPreTrainedModel, GenerationMixin):
 
         loss = None
         if labels is not None:
-            loss = causal_lm_loss(logits, labels, **kwargs)  # shifts labels; honours num_items_in_batch
+            loss = self.loss_function(
+                logits, labels, vocab_size=self.config.vocab_size, **kwargs
+            )  # shifts labels
         return CausalLMOutputWithPast(
             loss=loss, logits=logits, cache=outputs.cache, hidden_states=outputs.hidden_states
         )
@@ -230,7 +219,7 @@ class ScratchGPTForSequenceClassification(ScratchGPTPreTrainedModel):
         super().__init__(config)
         self.num_labels = config.num_labels
         self.transformer = ScratchGPTModel(config)
-        self.score = Linear(config.n_embd, config.num_labels, bias=False)
+        self.score = nn.Linear(config.n_embd, config.num_labels, bias=False)
         self.post_init()
 
     def forward(
@@ -284,16 +273,6 @@ def _check_class_labels(labels: torch.Tensor, num_labels: int) -> None:
             f"[0, {num_labels}); create the model with enough classes, e.g. "
             f"AutoModelForSequenceClassification.from_pretrained(dir, num_labels=N)"
         )
-
-
-def _convert_gpt2() -> Any:
-    # Imported on use, and as "from . import": remote-code checkpoints copy only the files this module imports
-    # with "from .x import", and the converter is not needed to run the model.
-    try:
-        from . import convert_gpt2
-    except ImportError as err:  # inside a trust_remote_code copy
-        raise ImportError("GPT-2 conversion needs the scratch_gpt package: pip install scratch_gpt") from err
-    return convert_gpt2
 
 
 def last_real_token_index(

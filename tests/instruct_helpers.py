@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from scratch_gpt import BPETokenizer, ScratchGPTConfig, ScratchGPTForCausalLM, ScratchGPTTokenizerFast
-from scratch_gpt.instruction import ALPACA_PREAMBLE
+from scratch_gpt.finetune.instruction_data import ALPACA_PREAMBLE
 
 # Texts to train a throwaway BPE on: the prompt format plus a few non-ASCII characters (so that some characters
 # span several byte-level tokens, which incremental decoding must handle).

@@ -1,4 +1,4 @@
-"""Tests for scratch_gpt.chat: the Alpaca chat template, streaming generation/decoding, the chat loop and CLI."""
+"""Tests for scratch_gpt.finetune.chat: the Alpaca chat template, streaming generation/decoding, the chat loop and CLI."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import torch
 from instruct_helpers import save_tiny_checkpoint, tiny_model, tiny_tokenizer
 from jinja2.exceptions import TemplateError
 
-from scratch_gpt import chat as chat_module
-from scratch_gpt.chat import (
+from scratch_gpt.finetune import chat as chat_module
+from scratch_gpt.finetune.chat import (
     CHAT_TEMPLATE,
     IncrementalDecoder,
     add_chat_template,
@@ -23,8 +23,8 @@ from scratch_gpt.chat import (
     stream_generate,
     stream_response,
 )
+from scratch_gpt.finetune.instruction_data import RESPONSE_HEADER, format_input, format_response
 from scratch_gpt.generation import generate
-from scratch_gpt.instruction import RESPONSE_HEADER, format_input, format_response
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Tests for scratch_gpt.checkpoints: atomic checkpoint folders, verification, fallback, pruning."""
+"""Tests for scratch_gpt.training.checkpoints: atomic checkpoint folders, verification, fallback, pruning."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from scratch_gpt.checkpoints import (
+from scratch_gpt.training.checkpoints import (
     CorruptCheckpointError,
     atomic_write_text,
     checkpoint_name,

@@ -1,8 +1,8 @@
-"""Tests for scratch_gpt.classifier_training: chapter 6's pooling, loss, accuracy, freeze policies and training loop.
+"""Tests for scratch_gpt.finetune.classifier_training: chapter 6's pooling, loss, accuracy, freeze policies and training loop.
 
 Oracles: hand computation on the classifier's hidden states (pooling), ``F.cross_entropy``, a stub model with
 known predictions (accuracy), and parameter counts computed from the shapes (freeze policies). Everything runs on
-a tiny classifier (``test_finetune_classifier.make_tiny_checkpoint``) trained for a few steps on toy batches.
+a tiny classifier (``test_classifier_pipeline.make_tiny_checkpoint``) trained for a few steps on toy batches.
 """
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
-from test_finetune_classifier import make_tiny_checkpoint
+from test_classifier_pipeline import make_tiny_checkpoint
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from scratch_gpt.classification import select_last_token
-from scratch_gpt.classifier_training import (
+from scratch_gpt.finetune.classifier_data import select_last_token
+from scratch_gpt.finetune.classifier_pipeline import load_classifier
+from scratch_gpt.finetune.classifier_training import (
     apply_freeze_policy,
     calc_accuracy_loader,
     calc_loss_batch,
@@ -28,8 +29,7 @@ from scratch_gpt.classifier_training import (
     train_classifier_simple,
     unwrap_trained_model,
 )
-from scratch_gpt.finetune_classifier import load_classifier
-from scratch_gpt.lora import LinearWithLoRA
+from scratch_gpt.finetune.lora import LinearWithLoRA
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_finetune_classifier import make_tiny_checkpoint, write_sms_tsv
+from test_classifier_pipeline import make_tiny_checkpoint, write_sms_tsv
 
 from scratch_gpt.cli import build_parser, main
 

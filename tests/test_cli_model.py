@@ -14,7 +14,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
 from scratch_gpt.cli import main
-from scratch_gpt.inference import generate_from_pretrained
+from scratch_gpt.hub.inference import generate_from_pretrained
 from scratch_gpt.modeling_scratch_gpt import ScratchGPTForCausalLM
 
 VOCAB_SIZE = 257  # 256 bytes + <|endoftext|>

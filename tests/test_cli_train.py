@@ -50,7 +50,7 @@ def test_pretrain_command(tmp_path, capsys):
 
 
 def test_pretrain_defaults_to_one_epoch_and_zero_clip_means_off(tmp_path, capsys, monkeypatch):
-    import scratch_gpt.gpt_train as gpt_train
+    import scratch_gpt.training.from_corpus as gpt_train
 
     seen = {}
 
@@ -92,7 +92,7 @@ def test_pretrain_argument_conflicts_exit_2(capsys):
 
 
 def test_demo_command_passes_options(monkeypatch, capsys):
-    import scratch_gpt.demo as demo
+    import scratch_gpt.training.demo as demo
 
     seen = {}
 

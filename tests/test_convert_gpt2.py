@@ -17,7 +17,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel, GPT2Model
 
 from scratch_gpt.configuration_scratch_gpt import ScratchGPTConfig
-from scratch_gpt.convert_gpt2 import (
+from scratch_gpt.hub.convert_gpt2 import (
     NAME_TABLE,
     convert_from_gpt2,
     convert_to_gpt2,
@@ -427,7 +427,7 @@ def test_error_to_gpt2_with_extra_weights():
 
 
 def test_error_to_gpt2_with_unmerged_hand_written_lora():
-    from scratch_gpt.lora import merge_lora, replace_linear_with_lora
+    from scratch_gpt.finetune.lora import merge_lora, replace_linear_with_lora
 
     ours = random_scratch()
     ids = random_ids(ours.config.vocab_size)
@@ -479,16 +479,14 @@ def test_converted_models_share_no_memory_with_the_source():
     assert ours.lm_head.weight is ours.transformer.gpt.tok_emb.weight  # the tie itself survives
 
 
-def test_model_class_methods_delegate_to_the_converter():
+def test_load_gpt2_and_to_gpt2_round_trip_a_model_object():
     from transformers import GPT2Config, GPT2LMHeadModel
-
-    from scratch_gpt import ScratchGPTForCausalLM
 
     torch.manual_seed(0)
     gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=50, n_positions=16, n_embd=32, n_layer=2, n_head=2)).eval()
-    ours = ScratchGPTForCausalLM.from_gpt2(gpt2).eval()
+    ours = load_gpt2(gpt2).eval()
     ids = torch.randint(0, 50, (2, 9))
     torch.testing.assert_close(ours(ids).logits, gpt2(ids).logits, atol=1e-5, rtol=1e-5)
-    back = ours.to_gpt2().eval()
+    back = to_gpt2(ours).eval()
     assert type(back).__name__ == "GPT2LMHeadModel"
     torch.testing.assert_close(back(ids).logits, gpt2(ids).logits, atol=1e-5, rtol=1e-5)

@@ -1,4 +1,4 @@
-"""Tests for scratch_gpt.demo: the one-command demo, shortened (``quick=True``)."""
+"""Tests for scratch_gpt.training.demo: the one-command demo, shortened (``quick=True``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from scratch_gpt.demo import DEMO_PROMPTS, SETTINGS, describe_demo, run_demo, stdlib_docstrings
+from scratch_gpt.training.demo import DEMO_PROMPTS, SETTINGS, describe_demo, run_demo, stdlib_docstrings
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-"""Tests for scratch_gpt.instruction_training: chapter 7's loaders, response loss, training loop, answers, evaluation.
+"""Tests for scratch_gpt.finetune.instruction_training: chapter 7's loaders, response loss, training loop, answers, evaluation.
 
 Oracles: token counts from ``InstructionDataset`` (loaders), a uniform model whose loss is exactly log(V)
 (response loss and evaluation), per-row ``F.cross_entropy`` (token weighting), ``rouge_l_f1`` (answers) and
@@ -15,8 +15,8 @@ import torch
 from instruct_helpers import RECORDS, tiny_model, tiny_tokenizer
 from torch import nn
 
-from scratch_gpt.instruction import InstructionDataset, rouge_l_f1, split_instruction_data
-from scratch_gpt.instruction_training import (
+from scratch_gpt.finetune.instruction_data import InstructionDataset, rouge_l_f1, split_instruction_data
+from scratch_gpt.finetune.instruction_training import (
     ROUGE_NOTE,
     evaluate_instruction_model,
     generate_test_responses,

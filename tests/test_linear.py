@@ -5,8 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from scratch_gpt import linear as linear_module
-from scratch_gpt.linear import Linear, linear, onednn_linear_enabled, set_onednn_linear
+from scratch_gpt.kernels import linear as linear_module
+from scratch_gpt.kernels.linear import Linear, linear, onednn_linear_enabled, set_onednn_linear
 
 needs_onednn = pytest.mark.skipif(
     linear_module._ONEDNN_LINEAR is None, reason="this PyTorch build has no oneDNN linear kernel"
@@ -183,14 +183,29 @@ def test_torch_compile_uses_the_compilers_kernels(onednn_calls):
     assert onednn_calls == []
 
 
-def test_every_linear_layer_of_the_models_is_ours():
+def test_models_ship_plain_linears_and_use_fast_kernels_switches_every_one():
+    """A fresh model (what save_pretrained ships) has plain nn.Linear layers and transformers' loss;
+    use_fast_kernels turns each into Linear and the loss into causal_lm_loss, with the same keys and outputs."""
     from model_helpers import tiny_config
 
     from scratch_gpt import ScratchGPTForCausalLM, ScratchGPTForSequenceClassification
+    from scratch_gpt.kernels import causal_lm_loss, use_fast_kernels
 
+    torch.manual_seed(0)
+    ids = torch.randint(0, tiny_config().vocab_size, (2, 8))
     for model in (ScratchGPTForCausalLM(tiny_config()), ScratchGPTForSequenceClassification(tiny_config())):
+        model.eval()
         linears = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
-        assert linears and all(type(model.get_submodule(name)) is Linear for name in linears), linears
+        assert linears and all(type(model.get_submodule(name)) is nn.Linear for name in linears), linears
+        keys, before = list(model.state_dict()), model(ids).logits
+        assert use_fast_kernels(model, measure=False) is model
+        assert all(type(model.get_submodule(name)) is Linear for name in linears)
+        assert list(model.state_dict()) == keys
+        torch.testing.assert_close(model(ids).logits, before, rtol=0, atol=1e-5)
+    assert model.loss_function is not causal_lm_loss  # the classifier keeps its own loss
+    lm = use_fast_kernels(ScratchGPTForCausalLM(tiny_config()), measure=False)
+    assert lm.loss_function is causal_lm_loss
+    assert ScratchGPTForCausalLM(tiny_config()).loss_function is not causal_lm_loss  # per instance only
 
 
 @needs_onednn
@@ -200,12 +215,13 @@ def test_whole_model_through_onednn_matches_gpt2_and_trains(onednn_calls):
     uncached generation agree at the logits level, and the training gradients equal those of the F.linear path."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from scratch_gpt import ScratchGPTForCausalLM
+    from scratch_gpt import load_gpt2
+    from scratch_gpt.kernels import use_fast_kernels
 
     torch.manual_seed(0)
     config = GPT2Config(n_layer=2, n_head=2, n_embd=64, vocab_size=500, n_positions=64, initializer_range=0.2)
     hf = GPT2LMHeadModel(config).eval()
-    ours = ScratchGPTForCausalLM.from_gpt2(hf).eval()
+    ours = use_fast_kernels(load_gpt2(hf), measure=False).eval()
     ids = torch.randint(0, 500, (2, 12))
     with torch.no_grad():
         torch.testing.assert_close(ours(ids).logits, hf(ids).logits, rtol=0, atol=1e-5)

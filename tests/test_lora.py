@@ -1,4 +1,4 @@
-"""Tests for scratch_gpt.lora: hand-written LoRA (appendix E).
+"""Tests for scratch_gpt.finetune.lora: hand-written LoRA (appendix E).
 
 Oracles: the LoRA formula written out with plain tensors, the book's trainable-parameter count (2,666,528 at rank 16
 on every Linear of the GPT-2 124M spam classifier, checked on a meta-device model so nothing is allocated), and
@@ -14,8 +14,7 @@ import pytest
 import torch
 from torch import nn
 
-from scratch_gpt.linear import Linear
-from scratch_gpt.lora import (
+from scratch_gpt.finetune.lora import (
     LinearWithLoRA,
     LoRALayer,
     count_parameters,
@@ -236,7 +235,7 @@ def test_merge_gives_the_same_outputs(scaling):
     merged = merge_lora(model)
     assert len(merged) == 13
     assert not any(isinstance(m, (LinearWithLoRA, LoRALayer)) for m in model.modules())
-    assert type(model.out_head) is Linear and model.out_head.bias is not None  # scratch_gpt's nn.Linear
+    assert type(model.out_head) is nn.Linear and model.out_head.bias is not None  # a plain layer to save
     with torch.no_grad():
         assert torch.allclose(model(x), before, atol=1e-5)
     assert count_parameters(model) == count_parameters(Toy())

@@ -5,8 +5,8 @@ import torch
 import torch.nn.functional as F
 from transformers.loss.loss_utils import ForCausalLMLoss
 
-from scratch_gpt import loss as loss_module
-from scratch_gpt.loss import causal_lm_loss, cross_entropy
+from scratch_gpt.kernels import loss as loss_module
+from scratch_gpt.kernels.loss import causal_lm_loss, cross_entropy
 
 
 def _logits_and_targets(n=37, c=501, seed=0, ignore_every=5, dtype=torch.float32):

@@ -1,4 +1,4 @@
-"""Tests for scratch_gpt.model_card: metadata parsed back with huggingface_hub's own card parser (the oracle),
+"""Tests for scratch_gpt.hub.model_card: metadata parsed back with huggingface_hub's own card parser (the oracle),
 training figures from a known history, parameter counts from safetensors headers, and every bad input."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import torch
 from huggingface_hub import ModelCard
 from safetensors.torch import save_file
 
-from scratch_gpt.model_card import (
+from scratch_gpt.hub.model_card import (
     card_for_checkpoint,
     count_parameters,
     make_model_card,
@@ -99,7 +99,7 @@ def test_without_history_or_validation_the_card_says_so():
 
 
 def test_history_as_written_by_the_training_loop():
-    """``scratch_gpt.loss_history`` writes extra keys, NaN for a failed evaluation, and empty lists early on."""
+    """``scratch_gpt.training.history`` writes extra keys, NaN for a failed evaluation, and empty lists early on."""
     written = {**HISTORY, "epochs": [0.0, 0.5, 1.0], "train_perplexities": [1, 2, 3], "samples": [None, "a", "b"],
                "val_losses": [10.9, float("nan"), 6.6], "step_log": {"steps": [1, 2], "losses": [9.0, 8.0]}}  # fmt: skip
     card = make_model_card(CONFIG, history=written)
@@ -230,8 +230,8 @@ def test_read_training_history_rejects_bad_files(tmp_path, content, match):
 
 
 def test_reads_the_history_the_training_loop_writes(tmp_path):
-    """Contract with ``scratch_gpt.loss_history``: what ``LossHistory.save`` writes is what the card reads."""
-    loss_history = pytest.importorskip("scratch_gpt.loss_history")
+    """Contract with ``scratch_gpt.training.history``: what ``LossHistory.save`` writes is what the card reads."""
+    loss_history = pytest.importorskip("scratch_gpt.training.history")
     history = loss_history.LossHistory(dataset="the-verdict.txt", hyperparameters={"lr": 0.0004})
     history.add_eval(5, 2560, 0.5, 7.25, 7.5, "Every effort moves you")
     history.add_eval(10, 5120, 1.0, 6.0, 6.75, None)

@@ -1,4 +1,4 @@
-"""Tests for scratch_gpt.pretrain (and training_state): the book's loss helpers, the schedule, parameter groups,
+"""Tests for scratch_gpt.training.pretrain (and training_state): the book's loss helpers, the schedule, parameter groups,
 the loop's outputs, gradient accumulation, and exact resume (also after SIGKILL)."""
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import torch
 from model_helpers import tiny_config
 
 from scratch_gpt import GPTModel, ScratchGPTForCausalLM
-from scratch_gpt.data import GPTDatasetV1, create_dataloader_v1
-from scratch_gpt.pretrain import (
+from scratch_gpt.data.sliding_window import GPTDatasetV1, create_dataloader_v1
+from scratch_gpt.training.pretrain import (
     PretrainConfig,
     calc_loss_batch,
     calc_loss_loader,
@@ -26,7 +26,7 @@ from scratch_gpt.pretrain import (
     param_groups,
     pretrain,
 )
-from scratch_gpt.training_state import rng_state, set_rng_state
+from scratch_gpt.training.run_state import rng_state, set_rng_state
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -285,7 +285,7 @@ CHILD = textwrap.dedent(
     torch.set_num_threads(1)
     sys.path.insert(0, {tests!r})
     from test_pretrain import datasets_for, new_model, patterned_ids, quiet
-    from scratch_gpt.pretrain import pretrain
+    from scratch_gpt.training.pretrain import pretrain
 
     out, resume = sys.argv[1], sys.argv[2] == "1"
     train, val = datasets_for(patterned_ids(1200))

@@ -22,7 +22,7 @@ SCRIPT = textwrap.dedent(
     torch.set_num_threads(1)
     sys.path.insert(0, {tests!r})
     from test_pretrain import datasets_for, new_model, patterned_ids, quiet
-    from scratch_gpt.pretrain import pretrain
+    from scratch_gpt.training.pretrain import pretrain
 
     out, per_process_batch, grad_accum = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     train, val = datasets_for(patterned_ids(1600))

@@ -1,4 +1,4 @@
-"""Tests for scratch_gpt.token_files: memory-mapped token files, their windows and train/val split."""
+"""Tests for scratch_gpt.data.token_files: memory-mapped token files, their windows and train/val split."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 from conftest import data_file
-from test_data import ByteTokenizer, gpt2_encoding
+from test_sliding_window import ByteTokenizer, gpt2_encoding
 
-from scratch_gpt.data import GPTDatasetV1
-from scratch_gpt.token_files import (
+from scratch_gpt.data.sliding_window import GPTDatasetV1
+from scratch_gpt.data.token_files import (
     TokenFileDataset,
     dtype_for_vocab,
     open_token_file,

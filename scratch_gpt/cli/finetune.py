@@ -102,7 +102,7 @@ def _print_now(line: str) -> None:
 
 
 def _finetune_classifier(args: argparse.Namespace) -> int:
-    from ..finetune_classifier import finetune_classifier
+    from ..finetune.classifier_pipeline import finetune_classifier
 
     result = finetune_classifier(
         args.model,
@@ -214,7 +214,7 @@ def _add_chat(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _finetune_instruct(args: argparse.Namespace) -> int:
-    from ..finetune_instruct import finetune_instruct
+    from ..finetune.instruction_pipeline import finetune_instruct
 
     result = finetune_instruct(
         args.model,
@@ -248,7 +248,7 @@ def _finetune_instruct(args: argparse.Namespace) -> int:
 
 
 def _chat(args: argparse.Namespace) -> int:
-    from ..chat import chat_with_model_dir
+    from ..finetune.chat import chat_with_model_dir
 
     chat_with_model_dir(
         args.model,

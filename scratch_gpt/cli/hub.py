@@ -1,6 +1,6 @@
 """``scratch-gpt push`` / ``pull`` / ``model-card``: share a checkpoint on the Hugging Face Hub.
 
-Each command parses its arguments, calls one function of ``scratch_gpt.hub`` or ``scratch_gpt.model_card``,
+Each command parses its arguments, calls one function of ``scratch_gpt.hub.sharing`` or ``scratch_gpt.hub.model_card``,
 and prints the result. The Hub token comes from ``HF_TOKEN`` or ``hf auth login`` (never from the command
 line, where it would land in the shell history).
 """
@@ -55,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _push(args: argparse.Namespace) -> int:
-    from ..hub import DEFAULT_COMMIT_MESSAGE, push
+    from ..hub.sharing import DEFAULT_COMMIT_MESSAGE, push
 
     url = push(
         args.directory,
@@ -70,14 +70,14 @@ def _push(args: argparse.Namespace) -> int:
 
 
 def _pull(args: argparse.Namespace) -> int:
-    from ..hub import pull
+    from ..hub.sharing import pull
 
     print(pull(args.repo_id, revision=args.revision, local_dir=args.local_dir))
     return 0
 
 
 def _model_card(args: argparse.Namespace) -> int:
-    from ..model_card import write_model_card
+    from ..hub.model_card import write_model_card
 
     path = write_model_card(
         args.directory,

@@ -2,7 +2,7 @@
 
 * ``convert --from-gpt2 SRC --output DIR`` writes a scratch_gpt checkpoint from a Hugging Face GPT-2 folder;
   ``convert --to-gpt2 SRC --output DIR`` writes a stock GPT-2 folder from a scratch_gpt checkpoint (book
-  chapter 5's weight loading; see ``scratch_gpt.convert_gpt2``). Tokenizer files travel along.
+  chapter 5's weight loading; see ``scratch_gpt.hub.convert_gpt2``). Tokenizer files travel along.
 * ``generate --model DIR PROMPT`` loads any causal-LM folder (scratch_gpt or GPT-2) with ``AutoModelForCausalLM``
   and ``AutoTokenizer`` and prints the prompt with its continuation (chapter 5's decoding: greedy by default,
   ``--temperature`` / ``--top-k`` / ``--top-p`` sampling, or ``--num-beams`` beam search).
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..inference import generate_from_pretrained
+from ..hub.inference import generate_from_pretrained
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -66,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from ..convert_gpt2 import convert_from_gpt2, convert_to_gpt2
+    from ..hub.convert_gpt2 import convert_from_gpt2, convert_to_gpt2
 
     if args.from_gpt2 is not None:
         out = convert_from_gpt2(args.from_gpt2, args.output)

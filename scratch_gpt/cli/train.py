@@ -121,7 +121,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _pretrain(args: argparse.Namespace) -> int:
-    from ..gpt_train import describe, pretrain_from_corpus
+    from ..training.from_corpus import describe, pretrain_from_corpus
 
     result = pretrain_from_corpus(
         args.corpus,
@@ -167,7 +167,7 @@ def _pretrain(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from ..demo import describe_demo, run_demo
+    from ..training.demo import describe_demo, run_demo
 
     result = run_demo(
         args.output,

@@ -1,4 +1,4 @@
-"""Tests for scratch_gpt.data: the book's sliding-window dataset and reading corpora.
+"""Tests for scratch_gpt.data.sliding_window: the book's sliding-window dataset and reading corpora.
 
 Known answers come from the book's chapter 2 and 5 outputs on the-verdict.txt, with tiktoken's GPT-2
 encoding (built from the local encoder.json/vocab.bpe, never downloaded) as the tokenizer.
@@ -13,7 +13,7 @@ import pytest
 import torch
 from conftest import data_file
 
-from scratch_gpt.data import (
+from scratch_gpt.data.sliding_window import (
     GPTDatasetV1,
     TextEncoder,
     create_dataloader_v1,

@@ -40,8 +40,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .generation import context_length, generate_stream
-from .instruction import ALPACA_PREAMBLE, RESPONSE_HEADER, format_input
+from ..generation import context_length, generate_stream
+from .instruction_data import ALPACA_PREAMBLE, RESPONSE_HEADER, format_input
 
 __all__ = [
     "CHAT_TEMPLATE",

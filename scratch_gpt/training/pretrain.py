@@ -41,10 +41,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..kernels import use_fast_kernels
+from ..kernels.loss import cross_entropy
 from .checkpoints import ensure_writable_dir, find_resumable_checkpoint, list_checkpoints
-from .loss import cross_entropy
-from .loss_history import HISTORY_FILE, LossHistory
-from .training_state import restore_training_checkpoint, save_final_model, save_training_checkpoint
+from .history import HISTORY_FILE, LossHistory
+from .run_state import restore_training_checkpoint, save_final_model, save_training_checkpoint
 
 __all__ = [
     "PretrainConfig",
@@ -313,7 +314,7 @@ def _evaluate(model: torch.nn.Module, data: Dataset | None, cfg: PretrainConfig,
 def _sample(model: torch.nn.Module, tokenizer: Any, cfg: PretrainConfig, device: Any) -> str | None:
     if cfg.sample_prompt is None or tokenizer is None:
         return None
-    from .generation import generate, text_to_token_ids, token_ids_to_text
+    from ..generation import generate, text_to_token_ids, token_ids_to_text
 
     idx = text_to_token_ids(cfg.sample_prompt, tokenizer).to(device)
     eos_id = getattr(tokenizer, "eos_token_id", None)  # a Hugging Face tokenizer's; BPETokenizer's below
@@ -430,6 +431,8 @@ def pretrain(
         min_lr=cfg.min_lr,
         schedule=cfg.lr_schedule,
     )
+    if accelerator.device.type == "cpu":
+        use_fast_kernels(model)  # same math, faster CPU kernels (scratch_gpt.kernels)
     # The fused AdamW kernel (one pass over each parameter; Trainer's default too) where PyTorch has it.
     fused = True if accelerator.device.type in ("cpu", "cuda") else None
     optimizer = torch.optim.AdamW(

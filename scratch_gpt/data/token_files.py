@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .data import TextEncoder, _too_short_error, iter_documents, num_windows
+from .sliding_window import TextEncoder, _too_short_error, iter_documents, num_windows
 
 __all__ = [
     "TokenFileInfo",

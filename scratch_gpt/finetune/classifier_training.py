@@ -33,8 +33,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ..kernels.loss import cross_entropy
 from .lora import LinearWithLoRA, freeze_for_lora, merge_lora, replace_linear_with_lora
-from .loss import cross_entropy
 
 FREEZE_POLICIES = ("last_block", "all", "lora", "peft-lora")
 POOLINGS = ("last_real", "last")

@@ -44,10 +44,12 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from .atomic_io import atomic_write_text, write_dir_atomically
+from ..atomic_io import atomic_write_text, write_dir_atomically
+from ..kernels import use_fast_kernels
+from ..training.checkpoints import ensure_writable_dir
+from ..training.pretrain import calc_loss_loader
 from .chat import add_chat_template, build_prompt, load_model_and_tokenizer
-from .checkpoints import ensure_writable_dir
-from .instruction import load_instruction_data, split_instruction_data
+from .instruction_data import load_instruction_data, split_instruction_data
 from .instruction_training import (
     ROUGE_NOTE,
     evaluate_instruction_model,
@@ -56,7 +58,6 @@ from .instruction_training import (
     train_model_simple,
 )
 from .lora import count_parameters, freeze_for_lora, merge_lora, replace_linear_with_lora
-from .pretrain import calc_loss_loader
 
 __all__ = [
     "LORA_TARGETS",
@@ -200,6 +201,7 @@ def finetune_instruct(
     splits = split_instruction_data(records)
     model_kwargs = {} if dropout is None else {"dropout": dropout}
     model, tokenizer = load_model_and_tokenizer(model_dir, device=device, **model_kwargs)
+    use_fast_kernels(model)  # same math, faster CPU kernels (scratch_gpt.kernels)
     ensure_writable_dir(output_dir)
     context_length = int(model.config.n_positions)
     loaders = make_instruction_loaders(

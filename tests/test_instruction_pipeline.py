@@ -1,4 +1,4 @@
-"""Tests for scratch_gpt.finetune_instruct: saving, the pipeline end to end, bad input, the Trainer example, the CLI."""
+"""Tests for scratch_gpt.finetune.instruction_pipeline: saving, the pipeline end to end, bad input, the Trainer example, the CLI."""
 
 from __future__ import annotations
 
@@ -9,8 +9,12 @@ import pytest
 import torch
 from instruct_helpers import RECORDS, save_tiny_checkpoint, tiny_model, tiny_tokenizer, write_records
 
-from scratch_gpt.finetune_instruct import LORA_TARGETS, finetune_instruct, save_instruction_checkpoint
-from scratch_gpt.instruction import RESPONSE_HEADER, InstructionDataset, format_input
+from scratch_gpt.finetune.instruction_data import RESPONSE_HEADER, InstructionDataset, format_input
+from scratch_gpt.finetune.instruction_pipeline import (
+    LORA_TARGETS,
+    finetune_instruct,
+    save_instruction_checkpoint,
+)
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +168,7 @@ def _trainer_example():
 
 
 def test_trainer_example_builds_the_book_training_text(tokenizer):
-    from scratch_gpt.chat import add_chat_template
+    from scratch_gpt.finetune.chat import add_chat_template
 
     example = _trainer_example()
     tok = add_chat_template(tiny_tokenizer())

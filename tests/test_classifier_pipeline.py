@@ -1,4 +1,4 @@
-"""Tests for scratch_gpt.finetune_classifier: chapter 6's end-to-end pipeline, from a checkpoint folder to a classifier.
+"""Tests for scratch_gpt.finetune.classifier_pipeline: chapter 6's end-to-end pipeline, from a checkpoint folder to a classifier.
 
 Oracles: ``F.cross_entropy`` and ``calc_accuracy_loader`` (evaluation), the untrimmed batch's logits (padding
 trimming), and a reload of the saved checkpoint (its accuracy must equal the reported one). Everything runs on a
@@ -15,15 +15,15 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-import scratch_gpt.finetune_classifier as fc
+import scratch_gpt.finetune.classifier_pipeline as fc
 from scratch_gpt import ScratchGPTConfig
-from scratch_gpt.classifier_training import calc_accuracy_loader, classifier_logits
-from scratch_gpt.finetune_classifier import (
+from scratch_gpt.finetune.classifier_pipeline import (
     TrimPadding,
     evaluate_classifier,
     finetune_classifier,
     load_classifier,
 )
+from scratch_gpt.finetune.classifier_training import calc_accuracy_loader, classifier_logits
 
 HAM = [
     "see you at the {} around {} ok",
@@ -158,7 +158,7 @@ def test_finetune_classifier_end_to_end_and_reload(workdir, tmp_path, freeze):
         model.config.id2label == {0: "ham", 1: "spam"} and model.config.pad_token_id == tokenizer.pad_token_id
     )
     assert not any("lora" in key for key in model.state_dict())
-    from scratch_gpt.classification import SpamDataset, load_spam_splits
+    from scratch_gpt.finetune.classifier_data import SpamDataset, load_spam_splits
 
     test = SpamDataset(load_spam_splits(workdir / "sms.tsv").test, fc._HFTextEncoder(tokenizer),
                        result["max_length"], tokenizer.pad_token_id)  # fmt: skip
@@ -290,7 +290,7 @@ def test_finetune_from_a_gpt2_folder(gpt2_dir, workdir, tmp_path, converted):
 
     source = gpt2_dir
     if converted:
-        from scratch_gpt.convert_gpt2 import convert_from_gpt2
+        from scratch_gpt.hub.convert_gpt2 import convert_from_gpt2
 
         source = convert_from_gpt2(gpt2_dir, tmp_path / "converted")
     result = finetune_classifier(
@@ -307,7 +307,7 @@ def test_finetune_from_a_gpt2_folder(gpt2_dir, workdir, tmp_path, converted):
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "clf")
     assert type(model).__name__ == "ScratchGPTForSequenceClassification" and model.config.n_embd == 16
     # the transformer kept GPT-2's frozen first block: its weights equal the source's
-    from scratch_gpt.convert_gpt2 import load_gpt2
+    from scratch_gpt.hub.convert_gpt2 import load_gpt2
 
     lm = load_gpt2(gpt2_dir)
     torch.testing.assert_close(

@@ -1,4 +1,4 @@
-"""Tests for scratch_gpt.instruction: the chapter 7 data pipeline and the ROUGE-L overlap score.
+"""Tests for scratch_gpt.finetune.instruction_data: the chapter 7 data pipeline and the ROUGE-L overlap score.
 
 Known answers come from the book's chapter 7 (the 935 / 110 / 55 split, the prompt of record 50, the
 ``custom_collate_fn`` example with inputs [0..4], [5, 6], [7, 8, 9]) and from hand-computed ROUGE-L values.
@@ -12,7 +12,7 @@ import pytest
 import torch
 from conftest import data_file
 
-from scratch_gpt.instruction import (
+from scratch_gpt.finetune.instruction_data import (
     InstructionDataset,
     check_instruction_records,
     custom_collate_fn,

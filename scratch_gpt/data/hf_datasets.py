@@ -24,7 +24,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from .data import TextEncoder, iter_documents
+from .sliding_window import TextEncoder, iter_documents
 
 __all__ = ["load_text_dataset", "encode_batch", "tokenize_and_pack"]
 

@@ -19,7 +19,7 @@ one entry per evaluation, like the book's ``train_losses, val_losses, track_toke
       "hyperparameters": {"learning_rate": 0.0004, "batch_size": 8}   # optional: shown as a table
     }
 
-Other keys (``scratch_gpt.loss_history`` also writes ``epochs``, perplexities, samples and a per-step log) are
+Other keys (``scratch_gpt.training.history`` also writes ``epochs``, perplexities, samples and a per-step log) are
 ignored; empty lists mean "no evaluation yet", and a NaN loss is shown as ``nan``. Not here: evaluation results in the Hub's ``model-index`` format, licence advice (the
 licence is whatever the caller says; the default is the project's Apache-2.0), or uploading (``hub.py``).
 """
@@ -65,7 +65,7 @@ def read_training_history(directory: str | os.PathLike) -> dict[str, Any] | None
     path = Path(directory) / HISTORY_FILE
     if not path.is_file():
         return None
-    fix = "write it in the format described in scratch_gpt.model_card, or delete it"
+    fix = "write it in the format described in scratch_gpt.hub.model_card, or delete it"
     try:
         history = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:

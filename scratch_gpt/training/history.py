@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .atomic_io import atomic_write_text
+from ..atomic_io import atomic_write_text
 
 __all__ = ["LossHistory", "HISTORY_FILE"]
 

@@ -35,12 +35,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ..generation import generate
+from ..kernels.loss import cross_entropy
+from ..training.history import LossHistory
+from ..training.pretrain import calc_logits, calc_loss_batch, calc_loss_loader
 from .chat import build_prompt
-from .generation import generate
-from .instruction import InstructionDataset, custom_collate_fn, extract_response, rouge_l_f1
-from .loss import cross_entropy
-from .loss_history import LossHistory
-from .pretrain import calc_logits, calc_loss_batch, calc_loss_loader
+from .instruction_data import InstructionDataset, custom_collate_fn, extract_response, rouge_l_f1
 
 __all__ = [
     "ROUGE_NOTE",

@@ -1,7 +1,7 @@
 """Hub push/pull round trips against a loopback fake Hub (``tests/hubserver.py``).
 
 What these tests prove: with the pinned clients (huggingface_hub 2.4, transformers 5.24), scratch_gpt's
-models, tokenizers and ``scratch_gpt.hub.push`` produce the Hub HTTP calls we expect — repo creation
+models, tokenizers and ``scratch_gpt.hub.sharing.push`` produce the Hub HTTP calls we expect — repo creation
 (incl. ``exist_ok``), regular and Git LFS uploads, listing, branch uploads, downloads into a fresh cache, the
 not-found errors — and that what comes back loads into the same model (equal logits), with and without our
 package installed (``trust_remote_code`` in a subprocess that cannot import scratch_gpt), and offline from
@@ -382,7 +382,7 @@ def test_push_uploads_folder_with_generated_card(hub, repo_id, checkpoint):
     from huggingface_hub import HfApi, ModelCard, hf_hub_download
     from transformers import AutoModelForCausalLM
 
-    from scratch_gpt.hub import push
+    from scratch_gpt.hub.sharing import push
 
     folder, model, tokenizer = checkpoint
     local_files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
@@ -409,7 +409,7 @@ def test_push_to_a_branch_and_pull_by_revision(hub, repo_id, checkpoint, tmp_pat
     import torch
     from transformers import AutoModelForCausalLM
 
-    from scratch_gpt.hub import pull, push
+    from scratch_gpt.hub.sharing import pull, push
 
     folder, model, tokenizer = checkpoint
     push(folder, repo_id)
@@ -443,7 +443,7 @@ def test_offline_loads_from_cache_without_any_request(hub, repo_id, checkpoint, 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from scratch_gpt.hub import pull, push
+    from scratch_gpt.hub.sharing import pull, push
 
     folder, model, tokenizer = checkpoint
     push(folder, repo_id)
@@ -518,7 +518,7 @@ def test_remote_code_from_the_hub_without_our_package_then_offline(hub, repo_id,
 
     import torch
 
-    from scratch_gpt.hub import push
+    from scratch_gpt.hub.sharing import push
 
     folder, model, tokenizer = checkpoint
     push(folder, repo_id)
@@ -547,7 +547,7 @@ def test_remote_code_from_the_hub_without_our_package_then_offline(hub, repo_id,
     "bad_id", ["no-namespace", "a/b/c", "ns/with space", "ns/a--b", "ns/a..b", "", None, "/x"]
 )
 def test_push_and_pull_reject_bad_repo_ids(checkpoint, bad_id):
-    from scratch_gpt.hub import pull, push
+    from scratch_gpt.hub.sharing import pull, push
 
     with pytest.raises(ValueError, match="NAMESPACE/NAME"):
         push(checkpoint[0], bad_id)
@@ -600,7 +600,7 @@ def test_push_rejects_folders_that_would_not_load(hub, repo_id, checkpoint, tmp_
     from huggingface_hub import HfApi
     from huggingface_hub.errors import RepositoryNotFoundError
 
-    from scratch_gpt.hub import push
+    from scratch_gpt.hub.sharing import push
 
     folder = _copy(checkpoint[0], tmp_path)
     breakage(folder)
@@ -611,7 +611,7 @@ def test_push_rejects_folders_that_would_not_load(hub, repo_id, checkpoint, tmp_
 
 
 def test_push_without_a_token_is_a_permission_error(hub, repo_id, checkpoint, monkeypatch):
-    from scratch_gpt.hub import push
+    from scratch_gpt.hub.sharing import push
 
     monkeypatch.delenv("HF_TOKEN")
     with pytest.raises(PermissionError, match="hf auth login"):
@@ -623,7 +623,7 @@ def test_unreachable_hub_is_a_connection_error(hub, repo_id, checkpoint, monkeyp
 
     import huggingface_hub.constants as hf_constants
 
-    from scratch_gpt.hub import pull, push
+    from scratch_gpt.hub.sharing import pull, push
 
     with socket.socket() as closed:  # a port nothing listens on
         closed.bind(("127.0.0.1", 0))
@@ -636,7 +636,7 @@ def test_unreachable_hub_is_a_connection_error(hub, repo_id, checkpoint, monkeyp
 
 
 def test_pull_unknown_repo_or_revision_is_file_not_found(hub, repo_id, checkpoint):
-    from scratch_gpt.hub import pull, push
+    from scratch_gpt.hub.sharing import pull, push
 
     with pytest.raises(FileNotFoundError, match="not found on the Hub"):
         pull(f"{USER}/no-such-repo")
@@ -648,7 +648,7 @@ def test_pull_unknown_repo_or_revision_is_file_not_found(hub, repo_id, checkpoin
 def test_push_ignore_patterns_and_hidden_files(hub, repo_id, checkpoint, tmp_path):
     from huggingface_hub import HfApi
 
-    from scratch_gpt.hub import push
+    from scratch_gpt.hub.sharing import push
 
     folder = _copy(checkpoint[0], tmp_path)
     (folder / "optimizer.pt").write_bytes(b"state")

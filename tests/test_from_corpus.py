@@ -1,4 +1,4 @@
-"""Tests for scratch_gpt.gpt_train: corpus -> tokenizer -> token file -> model -> pretrain, in one call."""
+"""Tests for scratch_gpt.training.from_corpus: corpus -> tokenizer -> token file -> model -> pretrain, in one call."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 import torch
 from conftest import data_file
 
-from scratch_gpt.gpt_train import load_tokenizer, pretrain_from_corpus, train_tokenizer
-from scratch_gpt.token_files import open_token_file
+from scratch_gpt.data.token_files import open_token_file
+from scratch_gpt.training.from_corpus import load_tokenizer, pretrain_from_corpus, train_tokenizer
 
 TINY = dict(vocab_size=300, n_layer=1, n_embd=32, n_head=2, context_length=16, batch_size=4)
 QUIET = dict(eval_interval=3, eval_batches=2, sample_prompt=None, show_progress=False)
@@ -77,8 +77,8 @@ def test_gpt2_tokenizer_folder(tmp_path):
 def test_preset_sizes_reach_the_model(tmp_path, corpus, monkeypatch):
     from types import SimpleNamespace
 
-    import scratch_gpt.gpt_train as gpt_train
     import scratch_gpt.modeling_scratch_gpt as modeling
+    import scratch_gpt.training.from_corpus as gpt_train
 
     seen = {}
     monkeypatch.setattr(modeling, "ScratchGPTForCausalLM", lambda config: SimpleNamespace(config=config))

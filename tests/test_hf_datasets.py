@@ -1,4 +1,4 @@
-"""Tests for scratch_gpt.hf_data: corpora as ``datasets``, tokenized and packed into blocks."""
+"""Tests for scratch_gpt.data.hf_datasets: corpora as ``datasets``, tokenized and packed into blocks."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import json
 
 import pytest
 from conftest import data_file
-from test_data import ByteTokenizer, gpt2_encoding
+from test_sliding_window import ByteTokenizer, gpt2_encoding
 
-from scratch_gpt.hf_data import encode_batch, load_text_dataset, tokenize_and_pack
+from scratch_gpt.data.hf_datasets import encode_batch, load_text_dataset, tokenize_and_pack
 
 datasets = pytest.importorskip("datasets")
 

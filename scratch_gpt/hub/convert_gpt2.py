@@ -45,9 +45,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from .atomic_io import write_dir_atomically
-from .configuration_scratch_gpt import ScratchGPTConfig
-from .modeling_scratch_gpt import ScratchGPTForCausalLM
+from ..atomic_io import write_dir_atomically
+from ..configuration_scratch_gpt import ScratchGPTConfig
+from ..modeling_scratch_gpt import ScratchGPTForCausalLM
 
 if TYPE_CHECKING:  # transformers' GPT-2 classes are imported where they are used
     from transformers import GPT2Config, GPT2LMHeadModel

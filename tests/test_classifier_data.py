@@ -1,4 +1,4 @@
-"""Tests for scratch_gpt.classification: the chapter 6 SMS spam pipeline.
+"""Tests for scratch_gpt.finetune.classifier_data: the chapter 6 SMS spam pipeline.
 
 Oracles: the book's own pandas code (read_csv, sample(random_state=123)) when pandas is installed, tiktoken's
 GPT-2 encoding built from the local OpenAI files, and the book's printed figures (5,572 rows, 747 + 747 balanced,
@@ -11,7 +11,7 @@ import pytest
 import torch
 from conftest import data_file
 
-from scratch_gpt.classification import (
+from scratch_gpt.finetune.classifier_data import (
     SPAM_LABELS,
     SpamDataset,
     SpamExample,

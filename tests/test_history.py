@@ -1,4 +1,4 @@
-"""Tests for scratch_gpt.loss_history: the book's loss lists, JSON round trip, the model card format, the plot."""
+"""Tests for scratch_gpt.training.history: the book's loss lists, JSON round trip, the model card format, the plot."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from scratch_gpt.loss_history import HISTORY_FILE, LossHistory
-from scratch_gpt.model_card import read_training_history
+from scratch_gpt.hub.model_card import read_training_history
+from scratch_gpt.training.history import HISTORY_FILE, LossHistory
 
 
 def sample_history(with_val=True):

@@ -33,8 +33,6 @@ from typing import Literal
 import torch
 from torch import nn
 
-from .linear import Linear
-
 Scaling = Literal["book", "peft"]
 
 
@@ -119,14 +117,14 @@ class LinearWithLoRA(nn.Module):
 
     @torch.no_grad()
     def merged(self) -> nn.Linear:
-        """A plain linear layer (``scratch_gpt.linear.Linear``, an ``nn.Linear``) computing the same function, with
+        """A plain ``nn.Linear`` computing the same function, with
         ``W + scale * (A @ B).T`` as its weight.
 
         The weight is a new tensor, so a weight the wrapped layer shares (a tied LM head) is left untouched;
         the tie is broken instead (save such a merged model with ``tie_word_embeddings=False``).
         """
         old = self.linear
-        new = Linear(
+        new = nn.Linear(
             old.in_features,
             old.out_features,
             bias=old.bias is not None,

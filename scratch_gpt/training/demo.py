@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .atomic_io import atomic_write_text
+from ..atomic_io import atomic_write_text
 from .checkpoints import ensure_writable_dir
 
 __all__ = ["DemoResult", "stdlib_docstrings", "write_demo_corpus", "run_demo", "DEMO_PROMPTS"]
@@ -136,7 +136,7 @@ def run_demo(
         seed: the random seed (model initialization, data order, sampling).
         show_progress: the progress bar and evaluation lines.
     """
-    from .gpt_train import pretrain_from_corpus
+    from .from_corpus import pretrain_from_corpus
     from .pretrain import check_output_dir
 
     started = time.perf_counter()

@@ -31,8 +31,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .atomic_io import write_dir_atomically
-from .classification import SPAM_LABELS, SpamDataset, load_spam_splits
+from ..atomic_io import write_dir_atomically
+from ..kernels import use_fast_kernels
+from ..kernels.loss import cross_entropy
+from .classifier_data import SPAM_LABELS, SpamDataset, load_spam_splits
 from .classifier_training import (
     FREEZE_POLICIES,
     POOLINGS,
@@ -46,7 +48,6 @@ from .classifier_training import (
     unwrap_trained_model,
 )
 from .lora import count_parameters
-from .loss import cross_entropy
 
 RESULTS_FILE = "results.json"
 PLOT_FILE = "classifier_curves.png"
@@ -78,7 +79,7 @@ def load_classifier(
         overrides["pad_token_id"] = pad_token_id
     if dropout is not None:
         overrides["dropout"] = dropout
-    from .modeling_scratch_gpt import ScratchGPTForSequenceClassification
+    from ..modeling_scratch_gpt import ScratchGPTForSequenceClassification
 
     if model_type == "scratch_gpt":
         from transformers.utils import logging as hf_logging
@@ -99,7 +100,7 @@ def load_classifier(
             raise ValueError(f"{problem} (missing {missing[:5]}); pass a pretrained causal-LM checkpoint")
         return model
     if model_type == "gpt2":
-        from .convert_gpt2 import load_gpt2
+        from ..hub.convert_gpt2 import load_gpt2
 
         lm = load_gpt2(model_dir, dtype=torch.float32)
         config = lm.config
@@ -268,7 +269,9 @@ def finetune_classifier(
     tokenizer = _load_tokenizer(Path(tokenizer_dir or model_dir))
     pad_token_id = _pad_id(tokenizer)
     torch.manual_seed(seed)  # the new head's initialization
-    model = load_classifier(model_dir, labels=labels, pad_token_id=pad_token_id, dropout=dropout)
+    model = use_fast_kernels(
+        load_classifier(model_dir, labels=labels, pad_token_id=pad_token_id, dropout=dropout)
+    )
     context_length = model.config.n_positions
     if len(tokenizer) > model.config.vocab_size:
         raise ValueError(

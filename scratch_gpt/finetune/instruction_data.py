@@ -17,7 +17,7 @@ ROUGE-L is an *overlap score*, not a judgment of correctness: a right answer wor
 fluent wrong answer that reuses the reference's words scores high. The book grades responses with a Llama 3 judge
 through Ollama, which cannot run here.
 
-Not here: the training loop and generation (``scratch_gpt.pretrain``, ``scratch_gpt.generation``), chat templates
+Not here: the training loop and generation (``scratch_gpt.training.pretrain``, ``scratch_gpt.generation``), chat templates
 (the Hugging Face tokenizer), and any tokenizer (anything with ``encode``/``decode`` works, see ``TextTokenizer``).
 """
 
@@ -34,7 +34,7 @@ from typing import Any, Literal, NamedTuple
 import torch
 from torch.utils.data import Dataset
 
-from .classification import GPT2_EOS_ID, TextTokenizer, read_utf8_text
+from .classifier_data import GPT2_EOS_ID, TextTokenizer, read_utf8_text
 
 ALPACA_PREAMBLE = "Below is an instruction that describes a task. Write a response that appropriately completes the request."
 RESPONSE_HEADER = "\n\n### Response:\n"

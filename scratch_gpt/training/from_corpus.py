@@ -27,9 +27,9 @@ from typing import Any
 
 import torch
 
-from .data import iter_documents
+from ..data.sliding_window import iter_documents
+from ..data.token_files import TokenFileDataset, read_token_file_info, write_token_ids
 from .pretrain import PretrainConfig, PretrainResult, check_output_dir, make_accelerator, pretrain
-from .token_files import TokenFileDataset, read_token_file_info, write_token_ids
 
 __all__ = ["load_tokenizer", "train_tokenizer", "pretrain_from_corpus", "describe", "EOS_TOKEN"]
 
@@ -43,8 +43,8 @@ def load_tokenizer(path: str | Path, *, model_max_length: int | None = None) -> 
     ``merges.txt``). Raises ``FileNotFoundError`` naming what is missing."""
     from transformers import AutoTokenizer
 
-    from .bpe import BPETokenizer
-    from .tokenization_scratch_gpt import ScratchGPTTokenizerFast
+    from ..bpe import BPETokenizer
+    from ..tokenization_scratch_gpt import ScratchGPTTokenizerFast
 
     path = Path(path)
     if not path.is_dir():
@@ -66,8 +66,8 @@ def load_tokenizer(path: str | Path, *, model_max_length: int | None = None) -> 
 def train_tokenizer(documents: Iterable[str], vocab_size: int, *, model_max_length: int) -> Any:
     """Train a byte-level BPE (``<|endoftext|>`` special) on ``documents``; a ``ScratchGPTTokenizerFast``
     (which adds a distinct ``<|pad|>``, so ``len(tokenizer) == vocab_size + 1``)."""
-    from .bpe import BPETokenizer
-    from .tokenization_scratch_gpt import ScratchGPTTokenizerFast
+    from ..bpe import BPETokenizer
+    from ..tokenization_scratch_gpt import ScratchGPTTokenizerFast
 
     bpe = BPETokenizer.train(list(documents), vocab_size, special_tokens=(EOS_TOKEN,))
     return ScratchGPTTokenizerFast.from_bpe(bpe, model_max_length=model_max_length)
@@ -205,8 +205,8 @@ def _prepare_tokenizer(
 
 
 def _build_model(tok, preset, n_layer, n_embd, n_head, dropout, context_length, seed):  # noqa: ANN001, ANN202
-    from .configuration_scratch_gpt import ScratchGPTConfig
-    from .modeling_scratch_gpt import ScratchGPTForCausalLM
+    from ..configuration_scratch_gpt import ScratchGPTConfig
+    from ..modeling_scratch_gpt import ScratchGPTForCausalLM
 
     special = {"eos_token_id": _eos_id(tok), "pad_token_id": tok.pad_token_id}
     sizes = {"vocab_size": len(tok), "n_positions": context_length, "dropout": dropout, **special}

@@ -29,7 +29,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from .atomic_io import atomic_write_text
+from ..atomic_io import atomic_write_text
 
 __all__ = [
     "CorruptCheckpointError",

@@ -32,14 +32,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from .atomic_io import atomic_write_text
+from ..atomic_io import atomic_write_text
 from .checkpoints import (
     finish_checkpoint,
     new_checkpoint_dir,
     prune_checkpoints,
     tmp_checkpoint_dir,
 )
-from .loss_history import LossHistory
+from .history import LossHistory
 
 __all__ = [
     "ARCH_FIELDS",
