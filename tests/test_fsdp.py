@@ -231,3 +231,101 @@ def test_consolidate_checkpoint_rebuilds_an_ordinary_model(tmp_path):
 def test_consolidate_checkpoint_rejects_an_unsharded_folder(tmp_path):
     with pytest.raises(ValueError, match="not a sharded checkpoint"):
         consolidate_checkpoint(tmp_path, tmp_path / "out")
+
+
+# ---------------------------------------------------------------- Trainer (fsdp settings) and peft LoRA under FSDP2
+
+TRAINER_WORKER = textwrap.dedent(
+    """
+    import json, os, sys
+    from pathlib import Path
+    import torch
+    torch.set_num_threads(1)
+    sys.path.insert(0, {tests!r})
+    from test_pretrain import new_model, patterned_ids
+    from torch.distributed.fsdp import FSDPModule
+    from transformers import Trainer, TrainingArguments
+    from scratch_gpt.training.fsdp import consolidated_model, shard_on_cpu
+
+    out, batch = Path(sys.argv[1]), int(sys.argv[2])
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    ids = patterned_ids(1600)
+    rows = [{{"input_ids": ids[i : i + 16], "labels": ids[i : i + 16]}} for i in range(0, 1280, 16)]
+
+    class CPUFSDPTrainer(Trainer):  # on GPUs plain Trainer shards; on CPU accelerate would fall back to DDP
+        def create_accelerator_and_postprocess(self):
+            super().create_accelerator_and_postprocess()
+            if self.args.fsdp_plugin_args is not None:
+                from accelerate.utils import FullyShardedDataParallelPlugin
+                shard_on_cpu(self.accelerator, FullyShardedDataParallelPlugin(**self.args.fsdp_plugin_args))
+                self.is_fsdp_enabled = True
+
+    summary = {{"world": world}}
+    for name in ("full", "lora"):
+        model = new_model()
+        if name == "lora":
+            from peft import LoraConfig, get_peft_model
+            model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["W_query", "W_value"]))
+        fsdp = {{}}
+        if world > 1:
+            fsdp = dict(fsdp=True, fsdp_config={{"fsdp_version": 2, "transformer_layer_cls_to_wrap": ["TransformerBlock"],
+                                                "state_dict_type": "FULL_STATE_DICT"}})
+        args = TrainingArguments(output_dir=str(out / name), per_device_train_batch_size=batch, max_steps=4,
+                                 learning_rate=2e-3, logging_steps=1, save_strategy="no", report_to=[], use_cpu=True,
+                                 seed=0, disable_tqdm=True, lr_scheduler_type="constant", **fsdp)
+        trainer = CPUFSDPTrainer(model=model, args=args, train_dataset=rows)
+        trainer.train()
+        units = sum(isinstance(m, FSDPModule) for m in trainer.model_wrapped.modules())
+        if name == "full":  # gather the shards into an ordinary model (Trainer.save_model would save FSDP's class)
+            final = consolidated_model(trainer.model_wrapped, trainer.accelerator) if world > 1 else model
+            if rank == 0:
+                final.save_pretrained(str(out / "full" / "final"))
+        else:
+            trainer.save_model(str(out / "lora" / "final"))  # the adapter, gathered (FULL_STATE_DICT)
+        summary[name] = {{"losses": [r["loss"] for r in trainer.state.log_history if "loss" in r], "units": units}}
+    if rank == 0:
+        (out / "summary.json").write_text(json.dumps(summary))
+    """
+)
+
+
+@pytest.mark.slow
+def test_trainer_with_fsdp_settings_and_peft_lora_under_fsdp(tmp_path):
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    script = tmp_path / "trainer_worker.py"
+    script.write_text(TRAINER_WORKER.format(tests=str(REPO_ROOT / "tests")))
+    two = subprocess.run(
+        [_launcher(), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+         "--dynamo_backend", "no", "--main_process_port", "29595", str(script), str(tmp_path / "two"), "2"],
+        capture_output=True, text=True, timeout=400, cwd=REPO_ROOT, env=_env(),
+    )  # fmt: skip
+    assert two.returncode == 0, two.stderr[-4000:]
+    one = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "one"), "4"],
+        capture_output=True, text=True, timeout=400, cwd=REPO_ROOT, env=_env(),
+    )  # fmt: skip
+    assert one.returncode == 0, one.stderr[-4000:]
+    sharded, single = _summary(tmp_path / "two"), _summary(tmp_path / "one")
+    assert sharded["world"] == 2 and single["world"] == 1
+    assert (
+        sharded["full"]["units"] == 5
+    )  # 2 blocks, the tied embedding + head (one group of 2 modules), the root
+    assert single["full"]["units"] == single["lora"]["units"] == 0
+    assert sharded["lora"]["units"] >= 1  # peft's model sharded too
+    for name in ("full", "lora"):  # measured: at most 5e-7 apart
+        assert sharded[name]["losses"] == pytest.approx(single[name]["losses"], abs=2e-5, rel=0)
+    assert single["full"]["losses"][-1] < single["full"]["losses"][0]
+    # the consolidated model: an ordinary folder with the 1-process run's weights (to rounding)
+    a = AutoModelForCausalLM.from_pretrained(tmp_path / "two" / "full" / "final")
+    b = AutoModelForCausalLM.from_pretrained(tmp_path / "one" / "full" / "final")
+    for (name, pa), (_, pb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert torch.allclose(pa, pb, atol=1e-5, rtol=0), name
+    # the LoRA adapter gathered from the shards equals the 1-process one (to rounding), and it did move
+    la = load_file(str(tmp_path / "two" / "lora" / "final" / "adapter_model.safetensors"))
+    lb = load_file(str(tmp_path / "one" / "lora" / "final" / "adapter_model.safetensors"))
+    assert la.keys() == lb.keys() and any("lora_B" in k for k in la)
+    for key in la:
+        assert torch.allclose(la[key], lb[key], atol=1e-5, rtol=0), key
+    assert any(la[k].abs().max() > 0 for k in la if "lora_B" in k)  # lora_B starts at zero: it trained

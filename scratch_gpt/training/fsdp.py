@@ -34,6 +34,7 @@ __all__ = [
     "is_sharded",
     "make_fsdp_accelerator",
     "plain_class",
+    "shard_on_cpu",
 ]
 
 
@@ -86,19 +87,36 @@ def make_fsdp_accelerator(mixed_precision: str = "no", plugin: Any = None) -> An
     """An ``Accelerator`` that shards the model with FSDP2 (``plugin``: ``fsdp_plugin()`` unless given).
 
     On GPUs this is plain ``Accelerator(fsdp_plugin=plugin)``. Without a GPU, accelerate sets up CPU
-    data parallelism over gloo and ignores the plugin; FSDP2 itself runs on CPU/gloo, so the state is switched
-    to FSDP here (that is how the multi-process tests of this package run).
+    data parallelism over gloo and ignores the plugin; ``shard_on_cpu`` then switches it to FSDP.
     """
-    from accelerate import Accelerator, PartialState
-    from accelerate.utils import DistributedType
+    from accelerate import Accelerator
 
     plugin = plugin if plugin is not None else fsdp_plugin(mixed_precision=mixed_precision)
     cpu = not torch.cuda.is_available()
     accelerator = Accelerator(mixed_precision=mixed_precision, cpu=cpu, fsdp_plugin=plugin)
-    if cpu and accelerator.num_processes > 1 and accelerator.distributed_type != DistributedType.FSDP:
-        if mixed_precision != "no":
-            plugin.set_mixed_precision(mixed_precision)
-        # what AcceleratorState.__init__ does for GPUs (later AcceleratorState() calls copy PartialState's type)
+    return shard_on_cpu(accelerator, plugin)
+
+
+def shard_on_cpu(accelerator: Any, plugin: Any) -> Any:
+    """Make a several-process CPU ``Accelerator`` (gloo) shard with FSDP2 instead of DDP; returns it.
+
+    accelerate 1.15 turns FSDP on only for accelerators (``MULTI_GPU`` and friends): on a CPU-only machine it
+    silently runs DDP instead. FSDP2's ``fully_shard`` itself works on CPU with gloo, so this sets the shared
+    accelerate state to FSDP exactly as ``AcceleratorState.__init__`` does on GPUs. It changes nothing on GPUs, in
+    one process, or when FSDP is already on. This is what runs the multi-process FSDP tests of this package
+    (also for ``Trainer``: call it on ``trainer.accelerator`` in ``create_accelerator_and_postprocess``).
+    """
+    from accelerate import PartialState
+    from accelerate.utils import DistributedType
+
+    if (
+        accelerator.device.type == "cpu"
+        and accelerator.num_processes > 1
+        and accelerator.distributed_type == DistributedType.MULTI_CPU
+    ):
+        if accelerator.mixed_precision != "no":
+            plugin.set_mixed_precision(accelerator.mixed_precision)
+        # later AcceleratorState() calls copy PartialState's type: set both, as accelerate does for GPUs
         PartialState._shared_state["distributed_type"] = DistributedType.FSDP
         accelerator.state.distributed_type = DistributedType.FSDP
         accelerator.state.fsdp_plugin = plugin
