@@ -46,3 +46,10 @@ def test_bench_tokenizer_quick_checks_ids_and_prints_ratios():
     assert "The ids of all three were checked equal before timing" in out
     assert re.search(r"\| tinyshakespeare \| 4,096 \|.*\| \d+\.\d+x \|", out), out
     assert re.search(r"\| tinyshakespeare \| 1\.12 \| 338,025 \|", out), out  # tiktoken's token count
+
+
+def test_bench_distributed_quick_prints_the_ddp_vs_fsdp_ratio():
+    out = _run("bench_distributed.py", "--quick")
+    assert re.search(r"DDP  median step +\d+\.\d ms", out), out
+    assert re.search(r"FSDP median step +\d+\.\d ms", out), out
+    assert re.search(r"step-time ratio FSDP/DDP = \d+\.\d\d", out), out
