@@ -4,9 +4,10 @@ training.sharded_checkpoints.
 The multi-process tests share one set of runs (a module fixture), all of the same tiny model, data and settings:
 
 * ``single``: 1 process, batch 4;                   ``fsdp``: 2 processes x batch 2, each block sharded;
-* ``killed``: ``fsdp`` SIGKILLed after step 5 (last checkpoint: step 4), then ``resumed`` on 2 processes;
-* ``resharded``: the step-4 checkpoint of ``killed`` resumed on 1 process (batch 4: the same global batch);
-* ``ac``: ``fsdp`` with activation checkpointing.
+* ``killed``: ``fsdp`` with activation checkpointing, SIGKILLed after step 5 (last checkpoint: step 4), then
+  resumed on 2 processes (activation checkpointing again): it must reproduce ``fsdp`` bit for bit, which checks
+  the resume and that recomputing activations changes nothing;
+* ``resharded``: the step-4 checkpoint of ``killed`` resumed on 1 process (batch 4: the same global batch).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import data_file
 from model_helpers import tiny_config
 
 from scratch_gpt import ScratchGPTForCausalLM
@@ -28,6 +30,7 @@ from scratch_gpt.training import fsdp
 from scratch_gpt.training.sharded_checkpoints import consolidate_checkpoint, is_sharded_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+AC = ("--fsdp_activation_checkpointing", "true")  # accelerate's activation checkpointing of every block
 
 WORKER = textwrap.dedent(
     """
@@ -111,7 +114,7 @@ def runs(tmp_path_factory):
     for name, batch, processes, kw in [
         ("fsdp", 2, 2, {}),
         ("single", 4, 1, {}),
-        ("killed", 2, 2, {"kill_at": 5, "port": 29592}),
+        ("killed", 2, 2, {"kill_at": 5, "port": 29592, "fsdp_flags": AC}),
     ]:
         proc = _run(script, tmp / name, batch, processes=processes, **kw)
         done[name] = proc
@@ -121,14 +124,11 @@ def runs(tmp_path_factory):
     assert not (tmp / "killed" / "model.safetensors").exists()  # it never finished
     # the step-4 checkpoint, resumed on 1 process (copied first: the 2-process resume below writes on)
     shutil.copytree(tmp / "killed", tmp / "resharded")
-    proc = _run(script, tmp / "killed", 2, processes=2, resume=True, port=29593)
+    proc = _run(script, tmp / "killed", 2, processes=2, resume=True, port=29593, fsdp_flags=AC)
     assert proc.returncode == 0, proc.stderr[-4000:]
     proc = _run(script, tmp / "resharded", 4, processes=1, resume=True)
     assert proc.returncode == 0, proc.stderr[-4000:]
     done["resharded_stderr"] = proc.stderr
-    proc = _run(script, tmp / "ac", 2, processes=2, port=29594,
-                fsdp_flags=("--fsdp_activation_checkpointing", "true"))  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-4000:]
     return tmp, done
 
 
@@ -162,6 +162,7 @@ def test_consolidated_model_gives_the_sharded_models_logits(runs):
 
 @pytest.mark.slow
 def test_sigkill_then_resume_is_bit_identical_to_the_uninterrupted_fsdp_run(runs):
+    """Also with activation checkpointing on in the killed and resumed runs: recomputation is exact."""
     tmp, _ = runs
     assert _summary(tmp / "killed")["losses"] == _summary(tmp / "fsdp")["losses"]  # exact, all 6 steps
     assert _summary(tmp / "killed")["val"] == _summary(tmp / "fsdp")["val"]
@@ -179,9 +180,28 @@ def test_two_process_checkpoint_resumes_on_one_process(runs):
 
 
 @pytest.mark.slow
-def test_activation_checkpointing_changes_no_loss(runs):
-    tmp, _ = runs
-    assert _summary(tmp / "ac")["losses"] == _summary(tmp / "fsdp")["losses"]  # recomputation is exact
+def test_cli_pretrain_under_fsdp_writes_sharded_checkpoints_and_a_loadable_model(tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    data = data_file("the-verdict.txt")
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [_launcher(), "launch", "--use_fsdp", "--fsdp_version", "2", "--num_processes", "2", "--num_machines", "1",
+         "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29596", "-m", "scratch_gpt",
+         "pretrain", str(data), "--output", str(out), "--max-steps", "2", "--save-interval", "2",
+         "--vocab-size", "300", "--context-length", "16", "--n-layer", "2", "--n-embd", "32", "--n-head", "2",
+         "--batch-size", "2", "--eval-batches", "3", "--no-progress"],
+        capture_output=True, text=True, timeout=400, cwd=REPO_ROOT, env=_env(),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "trained 2 steps" in proc.stdout
+    ckpt = out / "checkpoints" / "checkpoint-00000002"
+    assert is_sharded_checkpoint(ckpt) and len(list((ckpt / "sharded").glob("*.distcp"))) == 2
+    model = AutoModelForCausalLM.from_pretrained(out)
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    ids = tokenizer("Every effort moves you", return_tensors="pt").input_ids[:, :8]
+    assert model.config.n_layer == 2 and type(model).__name__ == "ScratchGPTForCausalLM"
+    assert model(input_ids=ids).logits.shape == (1, ids.shape[1], model.config.vocab_size)
 
 
 # ---------------------------------------------------------------- one process, fast
