@@ -468,6 +468,11 @@ def pretrain(
     )
     resumed_from = find_resumable_checkpoint(ckpt_root) if cfg.resume else None
     if resumed_from is not None:
+        if fsdp.is_sharded(accelerator) and not is_sharded_checkpoint(resumed_from):
+            raise ValueError(
+                f"cannot resume {resumed_from} under FSDP: it was written without FSDP (one full model, one "
+                "optimizer state); resume it the way it was trained (DDP or one process)"
+            )
         restore = (
             restore_sharded_training_checkpoint
             if is_sharded_checkpoint(resumed_from)
