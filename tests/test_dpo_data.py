@@ -29,7 +29,9 @@ def test_other_answer_pairs_are_deterministic_and_differ():
         assert pair["instruction"] == record["instruction"] and pair["input"] == record["input"]
         assert pair["chosen"] == record["output"] != pair["rejected"]
         offsets.add((outputs.index(pair["rejected"]) - index) % len(RECORDS))
-    assert len(offsets) == 1 and 0 not in offsets  # one fixed rotation of the answers (all answers distinct here)
+    assert (
+        len(offsets) == 1 and 0 not in offsets
+    )  # one fixed rotation of the answers (all answers distinct here)
     assert len({str(build_preference_pairs(RECORDS, seed=s)) for s in range(10)}) > 1  # the seed matters
 
 
@@ -41,7 +43,10 @@ def test_other_answer_skips_equal_texts():
 
 
 def test_shuffled_words_keep_the_words():
-    records = [{"instruction": "x", "output": "the cat sat on the mat today"}, {"instruction": "y", "output": "Hi"}]
+    records = [
+        {"instruction": "x", "output": "the cat sat on the mat today"},
+        {"instruction": "y", "output": "Hi"},
+    ]
     first, second = build_preference_pairs(records, strategy="shuffled_words", seed=3)
     assert Counter(first["rejected"].split()) == Counter(first["chosen"].split())
     assert first["rejected"] != first["chosen"]

@@ -29,7 +29,9 @@ def test_compute_logprobs_against_a_loop():
     expected = []
     for row in range(2):
         values = [
-            torch.log_softmax(logits[row, t], -1)[targets[row, t]].item() for t in range(4) if targets[row, t] >= 0
+            torch.log_softmax(logits[row, t], -1)[targets[row, t]].item()
+            for t in range(4)
+            if targets[row, t] >= 0
         ]
         expected.append((sum(values), sum(values) / len(values)))
     summed = compute_logprobs(logits, targets, reduction="sum")

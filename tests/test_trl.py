@@ -124,7 +124,9 @@ def test_trl_bf16_default_changes_the_reference_loss(tmp_path):
     pairs = build_preference_pairs(RECORDS, seed=1)
     policy, reference = tiny_model(tokenizer, seed=0).train(), freeze_reference(tiny_model(tokenizer, seed=1))
     our_policy, our_reference = copy.deepcopy(policy), copy.deepcopy(reference)
-    args = trl.DPOConfig(output_dir=str(tmp_path / "bf16"), beta=0.3, use_cpu=True, report_to=[], max_length=None)
+    args = trl.DPOConfig(
+        output_dir=str(tmp_path / "bf16"), beta=0.3, use_cpu=True, report_to=[], max_length=None
+    )
     assert args.bf16 is True
     trainer = trl.DPOTrainer(
         model=policy,
@@ -138,7 +140,9 @@ def test_trl_bf16_default_changes_the_reference_loss(tmp_path):
     batch = preference_collate_fn([ours[i] for i in range(BATCH)], pad_token_id=tokenizer.eos_token_id)
     with torch.no_grad():
         trl_loss = trainer.compute_loss(trainer.model, theirs).item()
-        our_loss = compute_dpo_loss_batch(batch, our_policy, our_reference, beta=0.3, reduction="sum").loss.item()
+        our_loss = compute_dpo_loss_batch(
+            batch, our_policy, our_reference, beta=0.3, reduction="sum"
+        ).loss.item()
     assert abs(trl_loss - our_loss) > 1e-4
 
 
@@ -202,7 +206,9 @@ def test_sft_trainer_loss_equals_chapter7_loss(tmp_path, completion_only):
 
     dataset = InstructionDataset(records, tokenizer, include_instruction_length=True)
     inputs, targets = custom_collate_fn(
-        [dataset[i] for i in range(BATCH)], pad_token_id=tokenizer.eos_token_id, mask_instruction=completion_only
+        [dataset[i] for i in range(BATCH)],
+        pad_token_id=tokenizer.eos_token_id,
+        mask_instruction=completion_only,
     )
     our_loss = calc_loss_batch(inputs, targets, ours_model)
     assert abs(trl_loss.item() - our_loss.item()) < 1e-5

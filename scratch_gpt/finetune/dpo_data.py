@@ -75,7 +75,11 @@ def _check_preference_record(record: Any) -> tuple[dict[str, str] | None, str | 
         return None, f"expected an object with keys {list(PREFERENCE_KEYS)}, got {type(record).__name__}"
     for key in PREFERENCE_KEYS:
         if key not in record:
-            hint = " (an instruction record: build pairs with build_preference_pairs)" if "output" in record else ""
+            hint = (
+                " (an instruction record: build pairs with build_preference_pairs)"
+                if "output" in record
+                else ""
+            )
             return None, f"missing key {key!r} (keys present: {sorted(record)}){hint}"
     for key in (*PREFERENCE_KEYS, "input"):
         if key in record and not isinstance(record[key], str):
@@ -97,7 +101,9 @@ def check_preference_records(
         if problem is None:
             checked.append(normalized)
         elif on_error == "raise":
-            raise ValueError(f"{source}: record {index}: {problem}; fix it or pass on_error='skip' to leave it out")
+            raise ValueError(
+                f"{source}: record {index}: {problem}; fix it or pass on_error='skip' to leave it out"
+            )
         else:
             skipped.append(f"record {index}: {problem}")
     if skipped:
@@ -117,7 +123,9 @@ def _read_json_records(path: Path) -> list[Any]:
                 try:
                     records.append(json.loads(line))
                 except json.JSONDecodeError as err:
-                    raise ValueError(f"{path}: line {line_number}: invalid JSON ({err.msg}); fix the line") from None
+                    raise ValueError(
+                        f"{path}: line {line_number}: invalid JSON ({err.msg}); fix the line"
+                    ) from None
         return records
     try:
         data = json.loads(text)
@@ -184,7 +192,9 @@ def build_preference_pairs(
     for index, record in enumerate(records):
         for key in ("instruction", "output"):
             if key not in record:
-                raise ValueError(f"record {index} has no {key!r} key; instruction records need instruction and output")
+                raise ValueError(
+                    f"record {index} has no {key!r} key; instruction records need instruction and output"
+                )
         if strategy == "model_response":
             if "model_response" not in record:
                 raise ValueError(
@@ -229,7 +239,9 @@ class PreferenceDataset(Dataset):
             key: [{**entry, "output": entry[key]} for entry in self.data] for key in ("chosen", "rejected")
         }
         self.chosen = InstructionDataset(as_instruction["chosen"], tokenizer, include_instruction_length=True)
-        self.rejected = InstructionDataset(as_instruction["rejected"], tokenizer, include_instruction_length=True)
+        self.rejected = InstructionDataset(
+            as_instruction["rejected"], tokenizer, include_instruction_length=True
+        )
 
     def __len__(self) -> int:
         return len(self.data)

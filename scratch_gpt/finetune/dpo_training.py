@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -77,7 +77,9 @@ def compute_logprobs(
     """
     _check_reduction(reduction)
     mask = targets != ignore_index  # (B, T)
-    log_probs = F.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=-1)  # (B, T, V)
+    log_probs = F.log_softmax(
+        logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=-1
+    )  # (B, T, V)
     selected = torch.gather(log_probs, -1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # (B, T)
     summed = (selected * mask).sum(-1)  # (B,)
     if reduction == "sum":
@@ -124,7 +126,9 @@ def compute_dpo_loss(
     return DPOLossOutput(losses.mean(), chosen_rewards, rejected_rewards)
 
 
-def _pair_logprobs(model: nn.Module, batch: Mapping[str, torch.Tensor], reduction: str) -> tuple[torch.Tensor, ...]:
+def _pair_logprobs(
+    model: nn.Module, batch: Mapping[str, torch.Tensor], reduction: str
+) -> tuple[torch.Tensor, ...]:
     """Chosen and rejected log-probabilities from one forward pass over the 2B sequences."""
     device = next(model.parameters()).device
     inputs = torch.cat([batch["chosen"], batch["rejected"]]).to(device)  # (2B, T)
@@ -231,7 +235,9 @@ def train_model_dpo_simple(
     early.
     """
     if any(p.requires_grad for p in reference_model.parameters()):
-        raise ValueError("the reference model must be frozen; pass freeze_reference(model) as reference_model")
+        raise ValueError(
+            "the reference model must be frozen; pass freeze_reference(model) as reference_model"
+        )
     if eval_freq < 1:
         raise ValueError(f"eval_freq must be a positive integer, got {eval_freq!r}")
     history: list[dict[str, float]] = []
