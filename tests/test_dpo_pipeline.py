@@ -35,13 +35,13 @@ def _config(tmp_path, **overrides):
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("beta", 0.0, "beta must be > 0"),
+        ("beta", 0.0, "beta must be a positive number"),
         ("beta", float("nan"), "finite number"),
         ("learning_rate", float("inf"), "finite number"),
         ("batch_size", 0, "positive integer"),
         ("max_steps", 1.5, "positive integer"),
-        ("log_prob", "max", "log_prob must be"),
-        ("pair_strategy", "judge", "pair_strategy must be"),
+        ("log_prob", "max", "log_prob must be one of"),
+        ("pair_strategy", "judge", "pair_strategy must be one of"),
         ("grad_clip", -1.0, "grad_clip"),
     ],
 )

@@ -26,10 +26,9 @@ directly; see ``docs/dpo.md`` and ``tests/test_trl.py``), LoRA, multi-GPU and mi
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,7 @@ from torch.utils.data import DataLoader
 from ..atomic_io import atomic_write_text, write_dir_atomically
 from ..kernels import use_fast_kernels
 from ..training.checkpoints import ensure_writable_dir
+from ..training.config_checks import check_choice, check_int, check_number, config_to_json, reject_non_finite
 from .chat import add_chat_template, load_model_and_tokenizer
 from .dpo_data import (
     PAIR_STRATEGIES,
@@ -100,44 +100,26 @@ class DPOConfig:
     show_progress: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("beta", "learning_rate", "weight_decay", "grad_clip"):
-            value = getattr(self, name)
-            if value is None and name == "grad_clip":
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ValueError(f"{name} must be a finite number, got {value!r}")
-        if not self.beta > 0:
-            raise ValueError(f"beta must be > 0, got {self.beta!r} (the book uses 0.1; 0.1 to 0.5 is usual)")
-        if not self.learning_rate > 0 or self.weight_decay < 0:
-            raise ValueError(
-                f"need learning_rate > 0 and weight_decay >= 0, got {self.learning_rate!r} and {self.weight_decay!r}"
-            )
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            raise ValueError(f"grad_clip must be > 0 or None (no clipping), got {self.grad_clip!r}")
-        positive = ("num_epochs", "batch_size", "eval_freq")
-        optional = ("max_steps", "eval_iter", "max_length")
-        for name in positive + tuple(n for n in optional if getattr(self, n) is not None):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        reject_non_finite(self)
+        check_number("beta", self.beta, above=0, hint="the book uses 0.1; 0.1 to 0.5 is usual")
+        check_number("learning_rate", self.learning_rate, above=0)
+        check_number("weight_decay", self.weight_decay, minimum=0)
+        check_number("grad_clip", self.grad_clip, above=0, optional=True)
+        for name in ("num_epochs", "batch_size", "eval_freq"):
+            check_int(name, getattr(self, name))
+        for name in ("max_steps", "eval_iter", "max_length"):
+            check_int(name, getattr(self, name), optional=True)
         for name in ("num_samples", "max_new_tokens", "seed"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
-        if self.log_prob not in REDUCTIONS:
-            raise ValueError(
-                f"log_prob must be 'mean' (the book) or 'sum' (the paper, TRL), got {self.log_prob!r}"
-            )
-        if self.pair_strategy not in PAIR_STRATEGIES:
-            raise ValueError(
-                f"pair_strategy must be one of {', '.join(PAIR_STRATEGIES)}, got {self.pair_strategy!r}"
-            )
+            check_int(name, getattr(self, name), minimum=0)
+        check_choice("log_prob", self.log_prob, REDUCTIONS)
+        check_choice("pair_strategy", self.pair_strategy, PAIR_STRATEGIES)
         for name in ("model_dir", "data_path", "output_dir"):
             if not str(getattr(self, name)):
                 raise ValueError(f"{name} must be a path, got an empty string")
-        if Path(self.output_dir).resolve() in {Path(self.model_dir).resolve()} | (
-            {Path(self.reference_dir).resolve()} if self.reference_dir is not None else set()
-        ):
+        inputs = {Path(self.model_dir).resolve()}
+        if self.reference_dir is not None:
+            inputs.add(Path(self.reference_dir).resolve())
+        if Path(self.output_dir).resolve() in inputs:
             raise ValueError(f"output_dir {str(self.output_dir)!r} is an input model folder; write elsewhere")
 
 
@@ -309,7 +291,7 @@ def finetune_dpo(config: DPOConfig, log_fn: Callable[[str], None] | None = print
     history_path = output_dir / HISTORY_FILE
     atomic_write_text(history_path, json.dumps(run.history, indent=1))
     results = {
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
+        "config": config_to_json(config),  # asdict(config), paths as strings
         "pairs": {"train": len(splits.train), "validation": len(splits.validation), "test": len(splits.test)},
         "steps": run.steps,
         "tokens_seen": run.tokens_seen,
