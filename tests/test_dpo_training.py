@@ -84,6 +84,7 @@ def test_batch_loss_trains_only_the_policy():
     assert out.chosen_rewards.shape == (4,) and not out.chosen_rewards.requires_grad
 
 
+@pytest.mark.slow
 def test_training_raises_the_margin_and_keeps_the_reference():
     tokenizer = tiny_tokenizer()
     policy = tiny_model(tokenizer, seed=0)

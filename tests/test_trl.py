@@ -118,6 +118,7 @@ def test_dpo_loss_and_gradients_equal_trl(tmp_path, loss_type, reduction):
     assert max(errors) < 1e-4, max(errors)
 
 
+@pytest.mark.slow
 def test_trl_bf16_default_changes_the_reference_loss(tmp_path):
     """TRL's DPOConfig defaults to bf16 autocast; on the reference model this is a visible (not rounding) change."""
     tokenizer = tiny_tokenizer()
@@ -146,6 +147,7 @@ def test_trl_bf16_default_changes_the_reference_loss(tmp_path):
     assert abs(trl_loss - our_loss) > 1e-4
 
 
+@pytest.mark.slow
 def test_dpo_trainer_trains_scratch_gpt_and_saves(tmp_path):
     from transformers import AutoModelForCausalLM
 
