@@ -150,3 +150,20 @@ def test_pairs_from_the_books_instruction_data():
     assert pairs == build_preference_pairs(records)
     assert all(p["chosen"] != p["rejected"] for p in pairs)
     assert sum(p["rejected"] == r["output"] for p, r in zip(pairs, records)) == 0
+
+
+def test_pairs_whose_prompt_fills_the_context_are_left_out():
+    tokenizer = tiny_tokenizer()
+    pairs = build_preference_pairs(RECORDS[:4])
+    full = PreferenceDataset(pairs, tokenizer)
+    lengths = [max(full[i]["chosen"][0], full[i]["rejected"][0]) for i in range(4)]
+    limit = sorted(lengths)[1]  # keeps the pairs whose prompt length is <= limit
+    with pytest.warns(UserWarning, match="left out"):
+        cut = PreferenceDataset(pairs, tokenizer, max_length=limit)
+    assert len(cut) == sum(length <= limit for length in lengths) < 4
+    batch = preference_collate_fn(
+        [cut[i] for i in range(len(cut))], tokenizer.eos_token_id, allowed_max_length=limit
+    )
+    assert ((batch["chosen_targets"] != -100).sum(1) >= 1).all()  # every kept pair scores at least one token
+    with pytest.raises(ValueError, match="every prompt fills"):
+        PreferenceDataset(pairs, tokenizer, max_length=min(lengths) - 1)

@@ -228,26 +228,44 @@ class PreferenceDataset(Dataset):
 
     ``dataset[i]`` is a dict ``{"chosen": (prompt_length, ids), "rejected": (prompt_length, ids)}``: the
     ``(instruction_length, ids)`` items of chapter 7's ``InstructionDataset`` for ``output=chosen`` and
-    ``output=rejected``, which is what ``preference_collate_fn`` takes.
+    ``output=rejected``, which is what ``preference_collate_fn`` takes. With ``max_length`` (the context length
+    the collate function cuts to), pairs whose prompt leaves no response token inside it are left out with a
+    warning: nothing of them would be scored (TRL's ``DPOTrainer`` drops them too).
     """
 
-    def __init__(self, data: Sequence[Mapping[str, Any]], tokenizer: TextTokenizer) -> None:
+    def __init__(
+        self, data: Sequence[Mapping[str, Any]], tokenizer: TextTokenizer, max_length: int | None = None
+    ) -> None:
         if not data:
             raise ValueError("PreferenceDataset got no records; load them with load_preference_data")
-        self.data = check_preference_records(list(data))
+        records = check_preference_records(list(data))
         as_instruction = {
-            key: [{**entry, "output": entry[key]} for entry in self.data] for key in ("chosen", "rejected")
+            key: [{**entry, "output": entry[key]} for entry in records] for key in ("chosen", "rejected")
         }
-        self.chosen = InstructionDataset(as_instruction["chosen"], tokenizer, include_instruction_length=True)
-        self.rejected = InstructionDataset(
-            as_instruction["rejected"], tokenizer, include_instruction_length=True
-        )
+        chosen = InstructionDataset(as_instruction["chosen"], tokenizer, include_instruction_length=True)
+        rejected = InstructionDataset(as_instruction["rejected"], tokenizer, include_instruction_length=True)
+        keep = range(len(records))
+        if max_length is not None:
+            # the first scored target predicts token prompt_length, found at target position prompt_length - 1
+            keep = [i for i in keep if max(chosen[i][0], rejected[i][0]) <= max_length]
+            if len(keep) < len(records):
+                warnings.warn(
+                    f"left out {len(records) - len(keep)} of {len(records)} preference pairs whose prompt fills the "
+                    f"{max_length}-token context, so no response token would be scored",
+                    stacklevel=2,
+                )
+            if not keep:
+                raise ValueError(
+                    f"every prompt fills the {max_length}-token context; use a model with a longer one"
+                )
+        self.data = [records[i] for i in keep]
+        self.items = [{"chosen": chosen[i], "rejected": rejected[i]} for i in keep]
 
     def __len__(self) -> int:
-        return len(self.data)
+        return len(self.items)
 
     def __getitem__(self, index: int) -> dict[str, tuple[int, list[int]]]:
-        return {"chosen": self.chosen[index], "rejected": self.rejected[index]}
+        return self.items[index]
 
 
 def preference_collate_fn(

@@ -189,11 +189,13 @@ def finetune_dpo(config: DPOConfig, log_fn: Callable[[str], None] | None = print
         on_error="skip" if config.skip_bad_records else "raise",
     )
     splits = split_instruction_data(records)
-    policy, tokenizer = load_model_and_tokenizer(config.model_dir, device=device)
+    # no dropout, as the notebook (drop_rate 0.0) and TRL (disable_dropout=True): the policy and the reference
+    # must score the same text the same way, so the loss starts at exactly log 2
+    policy, tokenizer = load_model_and_tokenizer(config.model_dir, device=device, dropout=0.0)
     if config.reference_dir is None:
         reference = freeze_reference(policy, copy_model=True)
     else:
-        reference, ref_tokenizer = load_model_and_tokenizer(config.reference_dir, device=device)
+        reference, ref_tokenizer = load_model_and_tokenizer(config.reference_dir, device=device, dropout=0.0)
         if ref_tokenizer.get_vocab() != tokenizer.get_vocab():
             raise ValueError(
                 f"the reference model {str(config.reference_dir)!r} has a different tokenizer than "
@@ -209,29 +211,34 @@ def finetune_dpo(config: DPOConfig, log_fn: Callable[[str], None] | None = print
         )
     context_length = min(int(policy.config.n_positions), config.max_length or int(policy.config.n_positions))
     log(f"{len(splits.train)} train / {len(splits.validation)} validation / {len(splits.test)} test pairs")
-    if len(splits.train) < config.batch_size:
-        raise ValueError(
-            f"batch_size {config.batch_size} is larger than the {len(splits.train)} training pairs; use a smaller "
-            "batch_size or more data"
-        )
 
     collate = partial(
         preference_collate_fn, pad_token_id=tokenizer.eos_token_id, allowed_max_length=context_length
     )
-    make = partial(PreferenceDataset, tokenizer=tokenizer)
+    make = partial(PreferenceDataset, tokenizer=tokenizer, max_length=context_length)
     generator = torch.Generator().manual_seed(config.seed)
+    datasets = {"train": make(splits.train), "val": make(splits.validation), "test": make(splits.test)}
+    if len(datasets["train"]) < config.batch_size:
+        raise ValueError(
+            f"batch_size {config.batch_size} is larger than the {len(datasets['train'])} training pairs; use a "
+            "smaller batch_size or more data"
+        )
     loaders: dict[str, DataLoader] = {
         "train": DataLoader(
-            make(splits.train), config.batch_size, shuffle=True, drop_last=True, collate_fn=collate,
+            datasets["train"], config.batch_size, shuffle=True, drop_last=True, collate_fn=collate,
             generator=generator,
         ),
-        "val": DataLoader(make(splits.validation), config.batch_size, collate_fn=collate),
-        "test": DataLoader(make(splits.test), config.batch_size, collate_fn=collate),
+        "val": DataLoader(datasets["val"], config.batch_size, collate_fn=collate),
+        "test": DataLoader(datasets["test"], config.batch_size, collate_fn=collate),
     }  # fmt: skip
-    for split, data in (("val", splits.validation), ("test", splits.test)):
+    for split in ("val", "test"):
         for key in ("chosen", "rejected"):
             loaders[f"{split}_{key}_responses"] = response_loader(
-                data, tokenizer, batch_size=config.batch_size, context_length=context_length, key=key
+                datasets[split].data,
+                tokenizer,
+                batch_size=config.batch_size,
+                context_length=context_length,
+                key=key,
             )
 
     before = _held_out_metrics(policy, reference, loaders, config, device)
@@ -292,7 +299,11 @@ def finetune_dpo(config: DPOConfig, log_fn: Callable[[str], None] | None = print
     atomic_write_text(history_path, json.dumps(run.history, indent=1))
     results = {
         "config": config_to_json(config),  # asdict(config), paths as strings
-        "pairs": {"train": len(splits.train), "validation": len(splits.validation), "test": len(splits.test)},
+        "pairs": {
+            "train": len(datasets["train"]),
+            "validation": len(datasets["val"]),
+            "test": len(datasets["test"]),
+        },
         "steps": run.steps,
         "tokens_seen": run.tokens_seen,
         "train_seconds": train_seconds,
