@@ -9,7 +9,10 @@ The book's ``gpt_train.py`` script wires chapter 2's data loaders, chapter 4's `
 2. the corpus tokenized once (Rust encoder, each document followed by ``<|endoftext|>``) into a token file
    ``<output_dir>/data/corpus.bin`` (reused while corpus, settings and tokenizer are unchanged);
 3. train/validation windows by position (the last ``val_fraction`` of the tokens validate);
-4. a ``ScratchGPTForCausalLM`` from a preset or explicit sizes, trained by ``pretrain.pretrain``.
+4. a ``ScratchGPTForCausalLM`` from a preset or explicit sizes, trained by ``pretrain.pretrain``. With
+   ``book_conventions=True`` it is the book's ``GPTModel``: a separate output head and PyTorch's default
+   initialization after ``torch.manual_seed(seed)`` (``init_weights_like_the_book``); otherwise GPT-2's
+   initialization with the head tied to the token embedding.
 
 With ``resume=True`` the saved tokenizer and token file are reused and training continues from the newest
 checkpoint. With several processes (``accelerate launch``) the main process prepares tokenizer and token file
@@ -178,7 +181,9 @@ def pretrain_from_corpus(
     stride = stride or context_length
     train = TokenFileDataset(data_file, context_length, stride, split="train", val_fraction=val_fraction)
     val = TokenFileDataset(data_file, context_length, context_length, split="val", val_fraction=val_fraction)
-    model = _build_model(tok, preset, n_layer, n_embd, n_head, dropout, context_length, cfg.seed)
+    model = _build_model(
+        tok, preset, n_layer, n_embd, n_head, dropout, context_length, cfg.seed, cfg.book_conventions
+    )
     if cfg.dataset_name is None:
         cfg.dataset_name = ", ".join(
             str(s) for s in (corpus if isinstance(corpus, (list, tuple)) else [corpus])
@@ -204,18 +209,22 @@ def _prepare_tokenizer(
     return tok
 
 
-def _build_model(tok, preset, n_layer, n_embd, n_head, dropout, context_length, seed):  # noqa: ANN001, ANN202
+def _build_model(tok, preset, n_layer, n_embd, n_head, dropout, context_length, seed, book=False):  # noqa: ANN001, ANN202
     from ..configuration_scratch_gpt import ScratchGPTConfig
     from ..modeling_scratch_gpt import ScratchGPTForCausalLM
+    from .book_conventions import init_weights_like_the_book
 
     special = {"eos_token_id": _eos_id(tok), "pad_token_id": tok.pad_token_id}
     sizes = {"vocab_size": len(tok), "n_positions": context_length, "dropout": dropout, **special}
+    if book:  # the book's GPTModel has a separate output head
+        sizes["tie_word_embeddings"] = False
     if preset is not None:
         config = ScratchGPTConfig.from_preset(preset, **sizes)
     else:
         config = ScratchGPTConfig(n_layer=n_layer, n_embd=n_embd, n_head=n_head, **sizes)
     torch.manual_seed(seed)
-    return ScratchGPTForCausalLM(config)
+    model = ScratchGPTForCausalLM(config)
+    return init_weights_like_the_book(model, seed) if book else model
 
 
 def describe(result: PretrainResult) -> str:
