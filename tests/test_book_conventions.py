@@ -115,7 +115,7 @@ def test_initial_lr_needs_book_mode_and_book_mode_cannot_resume(tmp_path):
     with pytest.raises(ValueError, match="cannot resume"):
         PretrainConfig(output_dir=tmp_path, max_steps=1, book_conventions=True, resume=True)
     with pytest.raises(ValueError, match="initial_lr <= learning_rate"):
-        PretrainConfig(output_dir=tmp_path, max_steps=1, book_conventions=True, initial_lr=float("nan"))
+        PretrainConfig(output_dir=tmp_path, max_steps=1, book_conventions=True, initial_lr=1.0)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -164,7 +164,7 @@ def test_book_param_groups_decay_every_parameter():
 
 
 def test_pretrain_from_corpus_builds_the_book_model_in_book_mode():
-    from scratch_gpt.training.from_corpus import _build_model
+    from scratch_gpt.training.from_corpus import CorpusConfig, _build_model
 
     class Tok:  # the little of a tokenizer that _build_model reads
         pad_token_id = 0
@@ -175,13 +175,16 @@ def test_pretrain_from_corpus_builds_the_book_model_in_book_mode():
         def convert_tokens_to_ids(self, token):
             return 99
 
-    model = _build_model(Tok(), None, 2, 64, 4, 0.1, 32, 123, book=True)
+    corpus = CorpusConfig(corpus="unused", n_layer=2, n_embd=64, n_head=4, dropout=0.1, context_length=32)
+    model = _build_model(Tok(), corpus, 123, book=True)
     assert model.config.tie_word_embeddings is False
-    reference = init_weights_like_the_book(
-        ScratchGPTForCausalLM(ScratchGPTConfig(vocab_size=100, n_positions=32, n_embd=64, n_layer=2, n_head=4,
-                                               dropout=0.1, tie_word_embeddings=False)), 123)  # fmt: skip
+    config = ScratchGPTConfig(
+        vocab_size=100, n_positions=32, n_embd=64, n_layer=2, n_head=4, dropout=0.1, tie_word_embeddings=False
+    )
+    reference = init_weights_like_the_book(ScratchGPTForCausalLM(config), 123)
     for (name, a), (_, b) in zip(model.state_dict().items(), reference.state_dict().items()):
         assert torch.equal(a, b), name
+    assert _build_model(Tok(), corpus, 123).config.tie_word_embeddings is not False  # our default: tied
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,7 @@ from ..kernels import use_fast_kernels
 from ..kernels.loss import cross_entropy
 from .book_conventions import book_evaluate, book_lr_at_step, book_param_groups, book_train_batches
 from .checkpoints import ensure_writable_dir, find_resumable_checkpoint, list_checkpoints
+from .config_checks import config_to_json, reject_non_finite
 from .history import HISTORY_FILE, LossHistory
 from .run_state import restore_training_checkpoint, save_final_model, save_training_checkpoint
 
@@ -112,6 +113,7 @@ class PretrainConfig:
     initial_lr: float = 0.0
 
     def __post_init__(self) -> None:
+        reject_non_finite(self)  # NaN and infinity in any float setting
         if (self.max_steps is None) == (self.num_epochs is None):
             raise ValueError(
                 "set exactly one of max_steps (optimizer steps) or num_epochs (passes over the data)"
@@ -494,7 +496,7 @@ def pretrain(
             resumed_from, model, optimizer, scheduler, accelerator, expected
         )
         accelerator.print(f"Resuming from {resumed_from} (step {state['step']})")
-    state["config"] = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}
+    state["config"] = config_to_json(cfg)
 
     if book:
         batches = book_train_batches(train_data, cfg.batch_size, cfg.num_workers)
