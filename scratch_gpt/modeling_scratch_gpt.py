@@ -219,7 +219,10 @@ class ScratchGPTForSequenceClassification(ScratchGPTPreTrainedModel):
         super().__init__(config)
         self.num_labels = config.num_labels
         self.transformer = ScratchGPTModel(config)
-        self.score = nn.Linear(config.n_embd, config.num_labels, bias=False)
+        # a bias only when asked for (config.classifier_bias, e.g. the book's head: nn.Linear(emb_dim, 2))
+        self.score = nn.Linear(
+            config.n_embd, config.num_labels, bias=getattr(config, "classifier_bias", False)
+        )
         self.post_init()
 
     def forward(
