@@ -219,10 +219,7 @@ class ScratchGPTForSequenceClassification(ScratchGPTPreTrainedModel):
         super().__init__(config)
         self.num_labels = config.num_labels
         self.transformer = ScratchGPTModel(config)
-        # a bias only when asked for (config.classifier_bias, e.g. the book's head: nn.Linear(emb_dim, 2))
-        self.score = nn.Linear(
-            config.n_embd, config.num_labels, bias=getattr(config, "classifier_bias", False)
-        )
+        self.score = nn.Linear(config.n_embd, config.num_labels, bias=config.classifier_bias)
         self.post_init()
 
     def forward(

@@ -6,10 +6,12 @@ recorded by running the book's own code (rasbt/LLMs-from-scratch, ``previous_cha
 from __future__ import annotations
 
 import copy
+import json
 import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import data_file
 from model_helpers import tiny_config
 from torch import nn
@@ -327,3 +329,198 @@ def test_chapter5_first_steps_with_the_124m_config_match_the_book(tmp_path, gpt2
     torch.set_num_threads(2)
     pretrain(model, train, val, book_config(tmp_path), on_step=lambda s, loss: losses.append(loss) or s >= 3)
     assert losses == pytest.approx([10.999969, 9.857111, 9.318081], abs=1e-4)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Chapter 6: the classifier pipeline in book mode
+# --------------------------------------------------------------------------------------------------------
+
+
+def test_the_book_classifier_head_has_a_bias_and_its_parameter_count():
+    """GPT-2 small with the book's head nn.Linear(768, 2): 7,090,946 trainable of 124,441,346 (last block policy)."""
+    from scratch_gpt import ScratchGPTForSequenceClassification
+    from scratch_gpt.finetune.classifier_training import apply_freeze_policy
+    from scratch_gpt.finetune.lora import count_parameters
+
+    config = ScratchGPTConfig.from_preset("gpt2-small", num_labels=2, qkv_bias=True, classifier_bias=True)
+    with torch.device("meta"):
+        model = ScratchGPTForSequenceClassification(config)
+    assert model.score.bias is not None and model.score.bias.shape == (2,)
+    apply_freeze_policy(model, "last_block")
+    assert count_parameters(model) == 124_441_346
+    assert count_parameters(model, trainable_only=True) == 7_090_946
+    with torch.device("meta"):
+        ours = ScratchGPTForSequenceClassification(ScratchGPTConfig.from_preset("gpt2-small", num_labels=2))
+    assert ours.score.bias is None  # our default head has none
+
+
+def book_classifier_run(lm_dir, tsv, *, batch_size, epochs, eval_freq, eval_iter, before_batches):
+    """The book's chapter 6 notebook, step by step, on a checkpoint folder (the oracle)."""
+    from transformers import AutoTokenizer
+
+    from scratch_gpt import ScratchGPTForSequenceClassification
+    from scratch_gpt.finetune.classifier_data import SpamDataset, load_spam_splits
+
+    tokenizer = AutoTokenizer.from_pretrained(lm_dir)
+    pad = tokenizer.pad_token_id
+
+    class Encoder:
+        def encode(self, text):
+            return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    splits = load_spam_splits(tsv)
+    train_set = SpamDataset(splits.train, Encoder(), None, pad)
+    val_set = SpamDataset(splits.validation, Encoder(), train_set.max_length, pad)
+    test_set = SpamDataset(splits.test, Encoder(), train_set.max_length, pad)
+    train_loader = torch.utils.data.DataLoader(train_set, batch_size, shuffle=True, drop_last=True)
+    val_loader = torch.utils.data.DataLoader(val_set, batch_size, drop_last=False)
+    test_loader = torch.utils.data.DataLoader(test_set, batch_size, drop_last=False)
+    model = ScratchGPTForSequenceClassification.from_pretrained(lm_dir, num_labels=2, dropout=0.0,
+                                                                classifier_bias=True)  # fmt: skip
+    model.requires_grad_(False)
+    torch.manual_seed(123)
+    head = nn.Linear(model.config.n_embd, 2)  # the book's out_head
+    model.score.load_state_dict(head.state_dict())
+    for module in (model.transformer.gpt.trf_blocks[-1], model.transformer.gpt.final_norm, model.score):
+        module.requires_grad_(True)
+
+    def logits_last(x):  # the book's model(input_batch)[:, -1, :]
+        return model.score(model.transformer(x).last_hidden_state[:, -1, :])
+
+    def loss_loader(loader, n):
+        n = min(n, len(loader))
+        losses = [F.cross_entropy(logits_last(x), y).item() for i, (x, y) in zip(range(n), loader)]
+        return sum(losses) / n
+
+    @torch.no_grad()
+    def accuracy(loader, n=None):
+        model.eval()
+        n = len(loader) if n is None else min(n, len(loader))
+        right = seen = 0
+        for _, (x, y) in zip(range(n), loader):
+            right += int((logits_last(x).argmax(-1) == y).sum())
+            seen += len(y)
+        return right / seen
+
+    torch.manual_seed(123)
+    before = [accuracy(loader, before_batches) for loader in (train_loader, val_loader, test_loader)]
+    torch.manual_seed(123)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5, weight_decay=0.1)
+    losses, accs, global_step = [], [], -1
+    for _ in range(epochs):
+        model.train()
+        for x, y in train_loader:
+            optimizer.zero_grad()
+            F.cross_entropy(logits_last(x), y).backward()
+            optimizer.step()
+            global_step += 1
+            if global_step % eval_freq == 0:
+                model.eval()
+                with torch.no_grad():
+                    losses.append((loss_loader(train_loader, eval_iter), loss_loader(val_loader, eval_iter)))
+                model.train()
+        accs.append((accuracy(train_loader, eval_iter), accuracy(val_loader, eval_iter)))
+    after = [accuracy(loader) for loader in (train_loader, val_loader, test_loader)]
+    return before, losses, accs, after
+
+
+def test_classifier_book_mode_equals_the_book_notebook(tmp_path):
+    from test_classifier_pipeline import make_tiny_checkpoint, write_sms_tsv
+
+    from scratch_gpt.finetune.classifier_pipeline import ClassifierFinetuneConfig, finetune_classifier
+
+    lm, tsv = make_tiny_checkpoint(tmp_path / "lm"), write_sms_tsv(tmp_path / "sms.tsv")
+    settings = dict(batch_size=4, epochs=2, eval_freq=2, eval_iter=2, before_batches=2)
+    config = ClassifierFinetuneConfig(
+        lm, tsv, tmp_path / "out", book_conventions=True, device="cpu", **settings
+    )
+    assert (config.pooling, config.dropout) == ("last", 0.0)
+    result = finetune_classifier(config)
+    before, losses, accs, after = book_classifier_run(lm, tsv, **settings)
+    h = result["history"]
+    assert [result["accuracy_before"][k] for k in ("train", "validation", "test")] == pytest.approx(before)
+    assert len(h["train_losses"]) == len(losses) == 5  # 5 steps an epoch: after global steps 0, 2, 4, 6, 8
+    assert h["train_losses"] + h["val_losses"] == pytest.approx(
+        [t for t, _ in losses] + [v for _, v in losses], abs=1e-5
+    )
+    assert list(zip(h["train_accs"], h["val_accs"])) == accs
+    assert [result["accuracy"][k] for k in ("train", "validation", "test")] == pytest.approx(after)
+    assert result["trainable_params"] == sum(p.numel() for p in _last_block_and_head(lm))
+
+
+def _last_block_and_head(lm_dir):
+    from scratch_gpt import ScratchGPTForSequenceClassification
+
+    model = ScratchGPTForSequenceClassification.from_pretrained(lm_dir, num_labels=2, classifier_bias=True)
+    gpt = model.transformer.gpt
+    return [*gpt.trf_blocks[-1].parameters(), *gpt.final_norm.parameters(), *model.score.parameters()]
+
+
+# --------------------------------------------------------------------------------------------------------
+# Chapter 7: the collate edge case and the instruction pipeline's schedule in book mode
+# --------------------------------------------------------------------------------------------------------
+
+
+def book_custom_collate_fn(batch, pad_token_id, ignore_index=-100, allowed_max_length=None, masking=False):
+    """The book's custom_collate_fn (and exercise 7.2's masking variant), written out as the oracle."""
+    batch_max_length = max(len(item) + 1 for _, item in batch)
+    inputs_lst, targets_lst = [], []
+    for instruction_length, item in batch:
+        padded = list(item) + [pad_token_id] * (batch_max_length - len(item))
+        inputs, targets = torch.tensor(padded[:-1]), torch.tensor(padded[1:])
+        indices = torch.nonzero(targets == pad_token_id).squeeze()
+        if indices.numel() > 1:
+            targets[indices[1:]] = ignore_index
+        if masking:
+            targets[: instruction_length - 1] = -100
+        if allowed_max_length is not None:
+            inputs, targets = inputs[:allowed_max_length], targets[:allowed_max_length]
+        inputs_lst.append(inputs)
+        targets_lst.append(targets)
+    return torch.stack(inputs_lst), torch.stack(targets_lst)
+
+
+def test_collate_book_mode_masks_a_literal_end_of_text_inside_a_response_as_the_book_does():
+    from scratch_gpt.finetune.instruction_data import custom_collate_fn
+
+    eos = 50256
+    # prompt of 3 tokens, a response holding a literal end-of-text (the 5th token), then more text
+    batch = [(3, [10, 11, 12, 13, eos, 14, 15]), (2, [20, 21, 22])]
+    _, ours = custom_collate_fn(batch, pad_token_id=eos)
+    _, book = custom_collate_fn(batch, pad_token_id=eos, book_conventions=True)
+    assert ours[0].tolist() == [11, 12, 13, eos, 14, 15, eos]  # ours: the literal one and the closing one
+    assert book[0].tolist() == [11, 12, 13, eos, 14, 15, -100]  # the book: only the first end-of-text
+    assert ours[1].tolist() == book[1].tolist() == [21, 22, eos, -100, -100, -100, -100]
+    g = torch.Generator().manual_seed(0)
+    for trial in range(30):  # random batches with end-of-text ids sprinkled in, every option
+        items = []
+        for _ in range(3):
+            ids = torch.randint(0, 6, (int(torch.randint(1, 9, (1,), generator=g)),), generator=g)
+            ids = [eos if i == 0 else 100 + int(i) for i in ids]
+            items.append((int(torch.randint(1, len(ids) + 1, (1,), generator=g)), ids))
+        for masking in (False, True):
+            for allowed in (None, 3, 20):
+                expected = book_custom_collate_fn(items, eos, allowed_max_length=allowed, masking=masking)
+                got = custom_collate_fn(items, pad_token_id=eos, allowed_max_length=allowed,
+                                        mask_instruction=masking, book_conventions=True)  # fmt: skip
+                assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1]), (trial, items)
+
+
+def test_instruction_book_mode_evaluates_after_steps_1_6_11(tmp_path):
+    from instruct_helpers import save_tiny_checkpoint, write_records
+
+    from scratch_gpt.finetune.instruction_pipeline import InstructFinetuneConfig, finetune_instruct
+
+    model_dir = save_tiny_checkpoint(tmp_path / "pretrained")
+    data = write_records(tmp_path / "data.json")
+    settings = dict(epochs=1, batch_size=2, lr=1e-3, eval_freq=5, eval_iter=1, max_new_tokens=2, max_steps=12)
+    lines: list[str] = []
+    book = finetune_instruct(InstructFinetuneConfig(model_dir, data, tmp_path / "book", book_conventions=True,
+                                                    **settings), log=lines.append)  # fmt: skip
+    ours = finetune_instruct(InstructFinetuneConfig(model_dir, data, tmp_path / "ours", **settings), log=None)
+    assert book["settings"]["dropout"] == 0.0
+    history = json.loads((tmp_path / "book" / "training_history.json").read_text())
+    assert history["steps"] == [1, 6, 11]
+    assert any("(Step 000000)" in line for line in lines)  # the book's 0-based step numbers
+    assert json.loads((tmp_path / "ours" / "training_history.json").read_text())["steps"] == [5, 10]
+    assert ours["settings"]["book_conventions"] is False

@@ -337,7 +337,7 @@ def finetune_classifier(
     model, tokenizer, pad_token_id = _load(config)
     data = _data(config, tokenizer, pad_token_id, model.config.n_positions)
     model, accuracy_before, history, train_seconds = _train(config, model, data, device, pad_token_id, log)
-    final = _evaluate(model, data, device, pad_token_id, config.pooling)
+    final = _evaluate(model, data, device, pad_token_id, config.pooling, config.book_conventions)
 
     result: dict[str, Any] = {
         "settings": config_to_json(config),
@@ -470,12 +470,19 @@ def _train(
 
 
 def _evaluate(
-    model: nn.Module, data: _ClassifierData, device: torch.device | str, pad_token_id: int, pooling: Pooling
+    model: nn.Module,
+    data: _ClassifierData,
+    device: torch.device | str,
+    pad_token_id: int,
+    pooling: Pooling,
+    book: bool = False,
 ) -> dict[str, tuple[float, float]]:
-    """Evaluate: ``(loss, accuracy)`` of every split, over every example."""
+    """Evaluate: ``(loss, accuracy)`` of every split, over every example (the book, ``book``: the training
+    split through its shuffled ``drop_last`` train_loader, which leaves out a partial batch's examples)."""
+    loaders = {**data.loaders, "train": data.train_loader} if book else data.loaders
     return {
         name: evaluate_classifier(loader, model, device, pad_token_id=pad_token_id, pooling=pooling)
-        for name, loader in data.loaders.items()
+        for name, loader in loaders.items()
     }
 
 
