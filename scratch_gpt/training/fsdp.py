@@ -32,6 +32,7 @@ __all__ = [
     "fsdp_plugin",
     "fsdp_requested",
     "is_sharded",
+    "lockstep_rounds",
     "make_fsdp_accelerator",
     "plain_class",
     "shard_on_cpu",
@@ -150,7 +151,8 @@ def consolidated_model(model: torch.nn.Module, accelerator: Any) -> torch.nn.Mod
 
     Every process must call this (the gather is a collective). The result is a fresh instance of the model's own
     class (plain ``nn.Linear`` layers, no FSDP hooks) holding the full fp32 weights on the CPU, ready for
-    ``save_pretrained``; it needs the full model's memory on the main process once.
+    ``save_pretrained``; it needs the full model's memory on the main process once. ``model`` is a
+    ``PreTrainedModel`` (rebuilt from its ``config``); for a peft model save the adapter with peft instead.
     """
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
