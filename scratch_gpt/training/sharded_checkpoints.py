@@ -167,7 +167,9 @@ def consolidate_checkpoint(ckpt: str | Path, output_dir: str | Path, model_class
         from ..modeling_scratch_gpt import ScratchGPTForCausalLM as model_class
     model = model_class(ScratchGPTConfig.from_pretrained(str(ckpt)))
     target = {"model": _model_and_optimizer_state(model, None)["model"]}
-    dcp.load(target, checkpoint_id=str(ckpt / SHARDED_DIR), no_dist=True)
+    with warnings.catch_warnings():  # "torch.distributed is ... uninitialized": one process is the point here
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled", category=UserWarning)
+        dcp.load(target, checkpoint_id=str(ckpt / SHARDED_DIR), no_dist=True)
     from torch.distributed.checkpoint.state_dict import set_model_state_dict
 
     set_model_state_dict(model, target["model"])
