@@ -41,6 +41,7 @@ from transformers.modeling_outputs import (
 )
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils.deprecation import deprecate_kwarg
+from transformers.utils import logging
 from transformers.utils.generic import can_return_tuple
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
@@ -48,6 +49,8 @@ from .attention import MultiHeadAttention, eager_attention
 from .configuration_scratch_gpt import ScratchGPTConfig
 from .layers import LayerNorm
 from .model import GPTModel, TransformerBlock, last_token_positions
+
+logger = logging.get_logger(__name__)
 
 # What a saved checkpoint's config.json maps each Auto class to (used with trust_remote_code=True).
 AUTO_MAP: dict[str, str] = {
@@ -157,6 +160,9 @@ class ScratchGPTModel(ScratchGPTPreTrainedModel):
             raise ValueError("give either input_ids or inputs_embeds, not both")
         if use_cache is None:
             use_cache = self.config.use_cache and not self.training  # a cache is useless while training
+        if use_cache and self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+            logger.warning_once("use_cache=True is incompatible with gradient checkpointing; using use_cache=False")
+            use_cache = False
         if use_cache and cache is None:
             cache = DynamicCache(config=self.config)
         if not use_cache:
@@ -238,6 +244,7 @@ class ScratchGPTForCausalLM(ScratchGPTPreTrainedModel, GenerationMixin):
             cache=cache,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
+            return_dict=True,  # the head reads fields; its own return_dict (argument or config) applies at the end
             **kwargs,
         )
         hidden = outputs.last_hidden_state  # (B, T, n_embd)
@@ -297,6 +304,7 @@ class ScratchGPTForSequenceClassification(ScratchGPTPreTrainedModel):
             cache=cache,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
+            return_dict=True,  # the head reads fields; its own return_dict (argument or config) applies at the end
             **kwargs,
         )
         logits = self.score(outputs.last_hidden_state)  # (B, T, num_labels)
