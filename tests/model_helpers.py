@@ -38,6 +38,7 @@ def gpt2_pair(attn_implementation: str = "eager", seed: int = 0, **config_overri
     from scratch_gpt import load_gpt2
 
     values = dict(vocab_size=100, n_positions=32, n_embd=64, n_layer=2, n_head=4, initializer_range=0.3)
+    values.update(bos_token_id=99, eos_token_id=99)
     values.update(config_overrides)
     torch.manual_seed(seed)
     gpt2 = GPT2LMHeadModel(GPT2Config(**values, attn_implementation=attn_implementation)).eval()
