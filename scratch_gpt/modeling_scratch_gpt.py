@@ -40,8 +40,8 @@ from transformers.modeling_outputs import (
     SequenceClassifierOutputWithPast,
 )
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils import logging
+from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.generic import can_return_tuple
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
@@ -161,7 +161,9 @@ class ScratchGPTModel(ScratchGPTPreTrainedModel):
         if use_cache is None:
             use_cache = self.config.use_cache and not self.training  # a cache is useless while training
         if use_cache and self.gradient_checkpointing and self.training and torch.is_grad_enabled():
-            logger.warning_once("use_cache=True is incompatible with gradient checkpointing; using use_cache=False")
+            logger.warning_once(
+                "use_cache=True is incompatible with gradient checkpointing; using use_cache=False"
+            )
             use_cache = False
         if use_cache and cache is None:
             cache = DynamicCache(config=self.config)
@@ -176,11 +178,14 @@ class ScratchGPTModel(ScratchGPTPreTrainedModel):
             device = (inputs_embeds if inputs_embeds is not None else input_ids).device
             position_ids = self.gpt.default_position_ids(attention_mask, num_past, num_tokens, device)
         x = self.gpt.embed(input_ids, attention_mask, position_ids, num_past, inputs_embeds)  # (B, T, n_embd)
+        # an empty dynamic cache changes nothing in the mask; leaving it out lets transformers see packed sequences
+        # (position_ids restarting per document, no attention_mask) in an inference forward too
+        is_empty = isinstance(num_past, int) and num_past == 0 and not getattr(cache, "is_compileable", False)
         mask = create_causal_mask(
             config=self.config,
             inputs_embeds=x,
             attention_mask=attention_mask,
-            cache=cache,
+            cache=None if is_empty else cache,
             position_ids=position_ids,
         )  # None, a bool/float (B, 1, T, S) mask, or a flex BlockMask: whatever the attention function needs
         attention_function = ALL_ATTENTION_FUNCTIONS.get_interface(

@@ -20,7 +20,9 @@ def test_export_without_mask_equals_eager_and_gpt2(attn_implementation):
     ids = random_ids(2, 8)
     exported = export(ours, input_ids=ids, use_cache=False)
     torch.testing.assert_close(exported(input_ids=ids, use_cache=False).logits, ours(ids).logits)
-    torch.testing.assert_close(exported(input_ids=ids, use_cache=False).logits, gpt2(ids).logits, atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        exported(input_ids=ids, use_cache=False).logits, gpt2(ids).logits, atol=1e-5, rtol=0
+    )
 
 
 @pytest.mark.parametrize("attn_implementation", ["sdpa", "eager"])
@@ -52,6 +54,10 @@ def test_the_book_model_exports_with_a_padding_mask():
     torch.manual_seed(0)
     model = GPTModel(tiny_config()).eval()
     ids = random_ids(2, 8)
-    exported = torch.export.export(model, args=(ids,), kwargs={"attention_mask": torch.ones_like(ids)}).module()
+    exported = torch.export.export(
+        model, args=(ids,), kwargs={"attention_mask": torch.ones_like(ids)}
+    ).module()
     got = exported(ids, attention_mask=LEFT_PADDED)
-    torch.testing.assert_close(got[LEFT_PADDED.bool()], model(ids, attention_mask=LEFT_PADDED)[LEFT_PADDED.bool()])
+    torch.testing.assert_close(
+        got[LEFT_PADDED.bool()], model(ids, attention_mask=LEFT_PADDED)[LEFT_PADDED.bool()]
+    )

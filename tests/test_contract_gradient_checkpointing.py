@@ -84,4 +84,9 @@ def test_no_cache_and_no_checkpointing_outside_training():
 def test_every_n_layers_selects_blocks_as_transformers_does():
     model = ScratchGPTForCausalLM(tiny_config(n_layer=4))
     model.activation_checkpointing_enable(every_n_layers=2)
-    assert [block.gradient_checkpointing for block in model.transformer.gpt.trf_blocks] == [True, False, True, False]
+    assert [block.gradient_checkpointing for block in model.transformer.gpt.trf_blocks] == [
+        True,
+        False,
+        True,
+        False,
+    ]

@@ -13,7 +13,9 @@ GREEDY = dict(max_new_tokens=8, do_sample=False, return_dict_in_generate=True, o
 
 def assert_same_generation(a, b):
     assert torch.equal(a.sequences, b.sequences)
-    assert len(set(a.sequences[0, -8:].tolist())) > 1  # not one repeated token: the comparison means something
+    assert (
+        len(set(a.sequences[0, -8:].tolist())) > 1
+    )  # not one repeated token: the comparison means something
     for step_a, step_b in zip(a.logits, b.logits):
         torch.testing.assert_close(step_a, step_b, atol=1e-5, rtol=0)
 
@@ -51,7 +53,9 @@ def test_forward_on_a_static_cache_equals_dynamic_step_by_step():
 
 def compiled_generate(model, prompt, backend):
     config = CompileConfig(fullgraph=True, backend=backend, mode=None)
-    config._compile_all_devices = True  # transformers compiles automatically on accelerators only; ask on CPU too
+    config._compile_all_devices = (
+        True  # transformers compiles automatically on accelerators only; ask on CPU too
+    )
     return model.generate(prompt, cache_implementation="static", compile_config=config, **GREEDY)
 
 
@@ -76,4 +80,6 @@ def test_inductor_compiled_decoding_gives_the_same_tokens():
     _, ours = gpt2_pair("sdpa")
     prompt = random_ids(1, 5)
     torch._dynamo.reset()
-    assert_same_generation(compiled_generate(ours, prompt, backend="inductor"), ours.generate(prompt, **GREEDY))
+    assert_same_generation(
+        compiled_generate(ours, prompt, backend="inductor"), ours.generate(prompt, **GREEDY)
+    )

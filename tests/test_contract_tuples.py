@@ -11,7 +11,9 @@ from scratch_gpt import ScratchGPTForSequenceClassification, ScratchGPTModel
 def assert_same_tuple(mine, theirs):
     assert isinstance(mine, tuple) and isinstance(theirs, tuple)
     if len(theirs) == len(mine) + 1 and theirs[-1] == ():
-        theirs = theirs[:-1]  # GPT-2's cross_attentions, empty: it can be an encoder-decoder's decoder; we cannot
+        theirs = theirs[
+            :-1
+        ]  # GPT-2's cross_attentions, empty: it can be an encoder-decoder's decoder; we cannot
     assert len(mine) == len(theirs)
     for a, b in zip(mine, theirs):
         if isinstance(a, torch.Tensor):
