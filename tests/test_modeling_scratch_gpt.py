@@ -281,3 +281,34 @@ def test_text_generation_pipeline(tmp_path):
     ids = tokenizer("the cat", return_tensors="pt").input_ids
     expected = tokenizer.decode(generator.model.generate(ids, max_new_tokens=5, do_sample=False)[0])
     assert out[0][0]["generated_text"] == expected
+
+
+# --- padding in a direct forward (no generate(), no position_ids) ---------------------------------------------------
+
+
+@pytest.mark.parametrize("attn_implementation", ["sdpa", "eager"])
+def test_left_padded_forward_without_position_ids_equals_unpadded_rows(lm, attn_implementation):
+    lm.set_attn_implementation(attn_implementation)
+    short, long = random_ids(1, 4, seed=1), random_ids(1, 7, seed=2)
+    batch = torch.cat([torch.cat([torch.zeros(1, 3, dtype=torch.long), short], dim=1), long])
+    mask = torch.tensor([[0, 0, 0, 1, 1, 1, 1], [1] * 7])
+    logits = lm(batch, attention_mask=mask).logits  # positions come from the mask
+    torch.testing.assert_close(logits[0, 3:], lm(short).logits[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(logits[1], lm(long).logits[0], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("attn_implementation", ["sdpa", "eager"])
+def test_classifier_logits_are_the_same_for_left_right_and_no_padding(attn_implementation):
+    torch.manual_seed(0)
+    model = ScratchGPTForSequenceClassification(tiny_config()).eval()
+    model.set_attn_implementation(attn_implementation)
+    text = random_ids(1, 5, seed=3)
+    pad = torch.zeros(1, 3, dtype=torch.long)
+    alone = model(text).logits
+    left = model(torch.cat([pad, text], 1), attention_mask=torch.tensor([[0, 0, 0, 1, 1, 1, 1, 1]])).logits
+    right = model(torch.cat([text, pad], 1), attention_mask=torch.tensor([[1, 1, 1, 1, 1, 0, 0, 0]])).logits
+    right_by_pad_id = model(
+        torch.cat([text, pad], 1)
+    ).logits  # no mask: pad_token_id (0) finds the last token
+    for padded in (left, right, right_by_pad_id):
+        torch.testing.assert_close(padded, alone, atol=1e-5, rtol=1e-5)
