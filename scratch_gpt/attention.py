@@ -76,7 +76,7 @@ def sdpa_attention(
     **kwargs: Any,
 ) -> tuple[torch.Tensor, None]:
     """``eager_attention``'s math in PyTorch's fused kernel; it never materializes the weights, so returns ``None``."""
-    context = F.scaled_dot_product_attention(
+    context = F.scaled_dot_product_attention(  # (B, H, T, d_head)
         queries,
         keys,
         values,
@@ -85,7 +85,7 @@ def sdpa_attention(
         # no mask + more than one query: causal from position 0 (the fused kernel's fast path); one query sees all
         is_causal=mask is None and queries.shape[-2] > 1,
         scale=scaling,
-    )  # (B, H, T, d_head)
+    )
     return context.transpose(1, 2), None  # (B, T, H, d_head)
 
 
@@ -201,7 +201,7 @@ class MultiHeadAttention(nn.Module):
             # keys/values: (B, H, num_past + T, d_head) after adding the new ones (or the whole static buffer)
             keys, values = cache.update(keys, values, self.layer_idx)
 
-        context, attn_weights = attention_function(
+        context, attn_weights = attention_function(  # context: (B, T, H, d_head)
             self,
             queries,
             keys,
@@ -210,6 +210,6 @@ class MultiHeadAttention(nn.Module):
             scaling=self.head_dim**-0.5,
             dropout=self.dropout.p if self.training else 0.0,
             **kwargs,
-        )  # context: (B, T, H, d_head)
+        )
         context = context.reshape(b, num_tokens, self.d_out)  # (B, T, d_out): concatenate the heads
         return self.out_proj(context), attn_weights

@@ -179,9 +179,8 @@ class GPTModel(nn.Module):
             raise ValueError(
                 f"empty batch: token ids have shape {tuple(in_idx.shape)}; give at least one token"
             )
-        if (
-            in_idx.device.type != "meta" and not torch.compiler.is_compiling()
-        ):  # a compiled graph must not sync
+        # reading the ids' values syncs; a compiled or exported graph must not depend on them
+        if in_idx.device.type != "meta" and not torch.compiler.is_compiling():
             low, high = int(in_idx.min()), int(in_idx.max())
             if low < 0 or high >= self.vocab_size:
                 bad = low if low < 0 else high
@@ -200,9 +199,8 @@ class GPTModel(nn.Module):
         device: torch.device,
     ) -> torch.Tensor:
         if attention_mask is None:
-            return (torch.arange(num_tokens, device=device) + num_past).unsqueeze(
-                0
-            )  # (1, T), after the cache
+            positions = torch.arange(num_tokens, device=device) + num_past  # (T,): right after the cache
+            return positions.unsqueeze(0)  # (1, T)
         # count only real tokens, so a left-padded prompt gets the same positions as the unpadded one
         positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, num_past + T)
         return positions[:, -num_tokens:]  # (B, T)

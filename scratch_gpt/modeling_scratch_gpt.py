@@ -170,16 +170,16 @@ class ScratchGPTModel(ScratchGPTPreTrainedModel):
         if not use_cache:
             cache = None
 
-        num_past = (
-            cache.get_seq_length() if cache is not None else 0
-        )  # an int, or a 0-d tensor (static cache)
+        # tokens already cached: an int, or a 0-d tensor for a static cache (so compiled graphs do not specialize)
+        num_past = cache.get_seq_length() if cache is not None else 0
         num_tokens = (inputs_embeds if inputs_embeds is not None else input_ids).shape[1]
         if position_ids is None:  # count real tokens only, so left padding does not shift positions
             device = (inputs_embeds if inputs_embeds is not None else input_ids).device
             position_ids = self.gpt.default_position_ids(attention_mask, num_past, num_tokens, device)
         x = self.gpt.embed(input_ids, attention_mask, position_ids, num_past, inputs_embeds)  # (B, T, n_embd)
-        # an empty dynamic cache changes nothing in the mask; leaving it out lets transformers see packed sequences
-        # (position_ids restarting per document, no attention_mask) in an inference forward too
+        # The mask: None, a bool/float (B, 1, T, S) tensor or a flex BlockMask, whatever the attention function needs.
+        # An empty dynamic cache changes nothing in it; leaving it out lets transformers see packed sequences
+        # (position_ids restarting per document, no attention_mask) in an inference forward too.
         is_empty = isinstance(num_past, int) and num_past == 0 and not getattr(cache, "is_compileable", False)
         mask = create_causal_mask(
             config=self.config,
@@ -187,7 +187,7 @@ class ScratchGPTModel(ScratchGPTPreTrainedModel):
             attention_mask=attention_mask,
             cache=None if is_empty else cache,
             position_ids=position_ids,
-        )  # None, a bool/float (B, 1, T, S) mask, or a flex BlockMask: whatever the attention function needs
+        )
         attention_function = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention
         )
@@ -262,9 +262,8 @@ class ScratchGPTForCausalLM(ScratchGPTPreTrainedModel, GenerationMixin):
 
         loss = None
         if labels is not None:
-            loss = self.loss_function(
-                logits, labels, vocab_size=self.config.vocab_size, **kwargs
-            )  # shifts labels
+            # labels are shifted inside: position t predicts token t + 1
+            loss = self.loss_function(logits, labels, vocab_size=self.config.vocab_size, **kwargs)
         return CausalLMOutputWithPast(
             loss=loss,
             logits=logits,
