@@ -136,8 +136,8 @@ def run_demo(
         seed: the random seed (model initialization, data order, sampling).
         show_progress: the progress bar and evaluation lines.
     """
-    from .from_corpus import pretrain_from_corpus
-    from .pretrain import check_output_dir
+    from .from_corpus import CorpusConfig, pretrain_from_corpus
+    from .pretrain import PretrainConfig, check_output_dir
 
     started = time.perf_counter()
     s = dict(SETTINGS["quick" if quick else "full"])
@@ -157,14 +157,16 @@ def run_demo(
         print(
             f"corpus: {n_docs:,} docstrings of the Python standard library, {n_chars:,} characters -> {corpus}"
         )
-    result = pretrain_from_corpus(
+    corpus_settings = CorpusConfig(
         corpus,
-        output_dir,
         vocab_size=s["vocab_size"],
         n_layer=s["n_layer"],
         n_embd=s["n_embd"],
         n_head=s["n_head"],
         context_length=s["context_length"],
+    )
+    config = PretrainConfig(
+        output_dir=output_dir,
         max_steps=s["max_steps"],
         batch_size=s["batch_size"],
         learning_rate=s["learning_rate"],
@@ -181,6 +183,7 @@ def run_demo(
         show_progress=show_progress,
         dataset_name="docstrings of the Python standard library",
     )
+    result = pretrain_from_corpus(config, corpus_settings)
     generations = generate_samples(output_dir, DEMO_PROMPTS, s["max_new_tokens"], seed)
     return DemoResult(
         output_dir=output_dir,
