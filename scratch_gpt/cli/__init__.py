@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import sys
 from collections.abc import Sequence
 
@@ -24,6 +25,17 @@ COMMAND_MODULES: tuple[str, ...] = (
     "finetune",  # finetune-classifier, finetune-instruct, chat
     "hub",  # push
 )
+
+
+def finite_float(text: str) -> float:
+    """``type=`` for float options: a number, never NaN or infinity (they would silently poison a run)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,6 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         PermissionError,
         ConnectionError,
         StrictDataclassError,
+        OSError,  # e.g. a full disk; its message names the file
     ) as err:
         # Library errors are written to name the problem and the fix; show them without a traceback.
         print(f"scratch-gpt {args.command}: error: {err}", file=sys.stderr)

@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+from . import finite_float
+
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
 
 
@@ -68,8 +70,10 @@ def _add_finetune_classifier(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--epochs", type=int, default=5, help="passes over the training split (default: 5)")
     parser.add_argument("--batch-size", type=int, default=8, help="messages per step (default: 8)")
-    parser.add_argument("--lr", type=float, default=5e-5, help="AdamW learning rate (default: 5e-5)")
-    parser.add_argument("--weight-decay", type=float, default=0.1, help="AdamW weight decay (default: 0.1)")
+    parser.add_argument("--lr", type=finite_float, default=5e-5, help="AdamW learning rate (default: 5e-5)")
+    parser.add_argument(
+        "--weight-decay", type=finite_float, default=0.1, help="AdamW weight decay (default: 0.1)"
+    )
     parser.add_argument("--seed", type=int, default=123, help="seed of the head init, batch order, dropout")
     parser.add_argument(
         "--eval-freq", type=int, default=50, help="evaluate the loss every N steps (default: 50)"
@@ -79,9 +83,11 @@ def _add_finetune_classifier(subparsers: argparse._SubParsersAction) -> None:
         "--max-length", type=int, default=None, help="pad/truncate to N tokens (default: longest)"
     )
     parser.add_argument("--max-steps", type=int, default=None, help="stop after N steps (smoke tests)")
-    parser.add_argument("--dropout", type=float, default=None, help="override the checkpoint's dropout rate")
+    parser.add_argument(
+        "--dropout", type=finite_float, default=None, help="override the checkpoint's dropout rate"
+    )
     parser.add_argument("--lora-rank", type=int, default=16, help="LoRA rank (default: 16)")
-    parser.add_argument("--lora-alpha", type=float, default=16, help="LoRA alpha (default: 16)")
+    parser.add_argument("--lora-alpha", type=finite_float, default=16, help="LoRA alpha (default: 16)")
     parser.add_argument(
         "--lora-scaling",
         default="book",
@@ -162,8 +168,10 @@ def _add_finetune_instruct(subparsers: argparse._SubParsersAction) -> None:
     finetune.add_argument("--output", "-o", required=True, metavar="DIR", help="folder to write results to")
     finetune.add_argument("--epochs", type=int, default=2, help="passes over the training split (default: 2)")
     finetune.add_argument("--batch-size", type=int, default=8, help="records per step (default: 8)")
-    finetune.add_argument("--lr", type=float, default=5e-5, help="AdamW learning rate (default: 5e-5)")
-    finetune.add_argument("--weight-decay", type=float, default=0.1, help="AdamW weight decay (default: 0.1)")
+    finetune.add_argument("--lr", type=finite_float, default=5e-5, help="AdamW learning rate (default: 5e-5)")
+    finetune.add_argument(
+        "--weight-decay", type=finite_float, default=0.1, help="AdamW weight decay (default: 0.1)"
+    )
     finetune.add_argument(
         "--mask-instruction",
         action="store_true",
@@ -171,12 +179,14 @@ def _add_finetune_instruct(subparsers: argparse._SubParsersAction) -> None:
     )
     finetune.add_argument("--lora-rank", type=int, default=None, help="train LoRA adapters of this rank only")
     finetune.add_argument(
-        "--lora-alpha", type=float, default=16.0, help="LoRA alpha, book scaling (default: 16)"
+        "--lora-alpha", type=finite_float, default=16.0, help="LoRA alpha, book scaling (default: 16)"
     )
     finetune.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
     finetune.add_argument("--eval-freq", type=int, default=5, help="evaluate every N steps (default: 5)")
     finetune.add_argument("--eval-iter", type=int, default=5, help="batches per evaluation (default: 5)")
-    finetune.add_argument("--dropout", type=float, default=None, help="override the checkpoint's dropout")
+    finetune.add_argument(
+        "--dropout", type=finite_float, default=None, help="override the checkpoint's dropout"
+    )
     finetune.add_argument(
         "--max-new-tokens", type=int, default=256, help="longest generated test answer (default: 256)"
     )
@@ -206,7 +216,9 @@ def _add_chat(subparsers: argparse._SubParsersAction) -> None:
         "--model", "-m", required=True, metavar="DIR", help="checkpoint folder (with tokenizer)"
     )
     chat.add_argument("--max-new-tokens", type=int, default=256, help="longest answer (default: 256)")
-    chat.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default); > 0 samples")
+    chat.add_argument(
+        "--temperature", type=finite_float, default=0.0, help="0 = greedy (default); > 0 samples"
+    )
     chat.add_argument("--top-k", type=int, default=None, help="sample only among the K most likely tokens")
     chat.add_argument("--seed", type=int, default=None, help="random seed, for repeatable sampling")
     chat.add_argument("--device", default=None, help="torch device (default: cpu)")

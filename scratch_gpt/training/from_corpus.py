@@ -6,8 +6,9 @@ The book's ``gpt_train.py`` script wires chapter 2's data loaders, chapter 4's `
 
 1. the tokenizer: loaded from a folder, or a byte-level BPE trained on the corpus (``BPETokenizer.train``),
    wrapped as ``ScratchGPTTokenizerFast`` and saved to ``<output_dir>/tokenizer``;
-2. the corpus tokenized once (Rust encoder, each document followed by ``<|endoftext|>``) into a token file
-   ``<output_dir>/data/corpus.bin`` (reused while corpus, settings and tokenizer are unchanged);
+2. the corpus tokenized once (Rust encoder, each document followed by ``<|endoftext|>``; text that spells a
+   special token is ordinary text) into a token file ``<output_dir>/data/corpus.bin`` (reused while the
+   content of every corpus file, the settings and the tokenizer are unchanged);
 3. train/validation windows by position (the last ``val_fraction`` of the tokens validate);
 4. a ``ScratchGPTForCausalLM`` from a preset or explicit sizes, trained by ``pretrain.pretrain``.
 
@@ -29,7 +30,7 @@ import torch
 
 from ..data.sliding_window import iter_documents
 from ..data.token_files import TokenFileDataset, read_token_file_info, write_token_ids
-from .pretrain import PretrainConfig, PretrainResult, check_output_dir, make_accelerator, pretrain
+from .pretrain import PretrainConfig, PretrainResult, claimed_output_dir, make_accelerator, pretrain
 
 __all__ = ["load_tokenizer", "train_tokenizer", "pretrain_from_corpus", "describe", "EOS_TOKEN"]
 
@@ -88,9 +89,19 @@ def _eos_id(tokenizer: Any) -> int:
     return eos
 
 
-def _encoded(tokenizer: Any, documents: Iterable[str], chunk: int = 256) -> Iterator[list[int]]:
-    """Each document's ids, encoded by the Rust tokenizer in batches (no special tokens added)."""
-    backend = tokenizer.backend_tokenizer
+def _encoded(
+    tokenizer: Any, documents: Iterable[str], chunk: int = 256, specials_in_text: bool = False
+) -> Iterator[list[int]]:
+    """Each document's ids, encoded by the Rust tokenizer in batches (no special tokens added).
+
+    Text that spells a special token (a literal ``<|endoftext|>`` in a document) is ordinary text, encoded
+    as its pieces, unless ``specials_in_text``: only the separators written between documents are real
+    end-of-text ids.
+    """
+    from tokenizers import Tokenizer
+
+    backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())  # a copy: the setting stays local
+    backend.encode_special_tokens = not specials_in_text
     batch: list[str] = []
     for text in documents:
         batch.append(text)
@@ -101,14 +112,42 @@ def _encoded(tokenizer: Any, documents: Iterable[str], chunk: int = 256) -> Iter
         yield from (e.ids for e in backend.encode_batch(batch, add_special_tokens=False))
 
 
-def _token_file(corpus: Any, tokenizer: Any, data_dir: Path, read_kwargs: dict[str, Any]) -> Path:
-    """Tokenize the corpus into ``data_dir/corpus.bin`` unless an up-to-date file is already there."""
+def _file_fingerprint(path: Path) -> list[Any]:
+    """``[path, size, mtime_ns, sha256]`` of one file."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    stat = path.stat()
+    return [str(path), stat.st_size, stat.st_mtime_ns, digest.hexdigest()]
+
+
+def corpus_fingerprint(corpus: Any) -> list[Any]:
+    """What the corpus holds, for the token-file cache: size, mtime and SHA-256 of every file of every
+    source (a folder: every file under it), or a ``datasets`` dataset's own fingerprint."""
+    sources = corpus if isinstance(corpus, (list, tuple)) else [corpus]
+    out: list[Any] = []
+    for source in sources:
+        if isinstance(source, (str, Path)):
+            path = Path(source)
+            files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+            out.append([str(source), [_file_fingerprint(f) for f in files if f.is_file()]])
+        else:
+            out.append([type(source).__name__, getattr(source, "_fingerprint", None) or id(source)])
+    return out
+
+
+def _token_file(
+    corpus: Any, tokenizer: Any, data_dir: Path, read_kwargs: dict[str, Any], specials_in_text: bool = False
+) -> Path:
+    """Tokenize the corpus into ``data_dir/corpus.bin`` unless an up-to-date file is already there (same
+    content of every corpus file, same reading settings, same tokenizer)."""
     path = data_dir / "corpus.bin"
-    sources = [str(s) for s in (corpus if isinstance(corpus, (list, tuple)) else [corpus])]
     tokenizer_json = tokenizer.backend_tokenizer.to_str()
     fingerprint = {
-        "sources": sources,
+        "sources": corpus_fingerprint(corpus),
         "read": {k: str(v) for k, v in sorted(read_kwargs.items())},
+        "specials_in_text": specials_in_text,
         "tokenizer_sha256": hashlib.sha256(tokenizer_json.encode("utf-8")).hexdigest(),
     }
     if path.is_file():
@@ -119,7 +158,7 @@ def _token_file(corpus: Any, tokenizer: Any, data_dir: Path, read_kwargs: dict[s
             pass  # damaged or incomplete: write it again
     write_token_ids(
         path,
-        _encoded(tokenizer, _documents(corpus, read_kwargs)),
+        _encoded(tokenizer, _documents(corpus, read_kwargs), specials_in_text=specials_in_text),
         vocab_size=len(tokenizer),
         eos_id=_eos_id(tokenizer),
         metadata={"fingerprint": fingerprint},
@@ -144,6 +183,7 @@ def pretrain_from_corpus(
     text_field: str = "text",
     pattern: str = "*.txt",
     decode_errors: str = "strict",
+    specials_in_text: bool = False,
     accelerator: Any = None,
     **train_settings: Any,
 ) -> PretrainResult:
@@ -161,6 +201,8 @@ def pretrain_from_corpus(
         stride: window stride (default: ``context_length``, non-overlapping windows).
         val_fraction: the last fraction of the tokens held out for validation.
         text_field, pattern, decode_errors: how the corpus is read (``data.iter_documents``).
+        specials_in_text: encode text spelling a special token (``<|endoftext|>``) as that token; by
+            default it is ordinary text, and only the separators between documents are end-of-text ids.
         train_settings: ``PretrainConfig`` fields (``max_steps`` or ``num_epochs``, ``batch_size``, ``seed``,
             ``resume`` ...).
     """
@@ -168,13 +210,22 @@ def pretrain_from_corpus(
     output_dir = Path(output_dir)
     accelerator = accelerator or make_accelerator(cfg.mixed_precision)
     read_kwargs = {"text_field": text_field, "pattern": pattern, "errors": decode_errors}
-    if accelerator.is_main_process:
-        check_output_dir(output_dir, cfg.resume)  # fail before spending time on the tokenizer
+    with claimed_output_dir(cfg, accelerator):  # fails before any time goes into the tokenizer
+        return _pretrain_from_corpus(
+            corpus, output_dir, cfg, accelerator, tokenizer, vocab_size, preset, n_layer, n_embd, n_head,
+            dropout, context_length, stride, val_fraction, read_kwargs, specials_in_text,
+        )  # fmt: skip
+
+
+def _pretrain_from_corpus(
+    corpus, output_dir, cfg, accelerator, tokenizer, vocab_size, preset, n_layer, n_embd, n_head, dropout,
+    context_length, stride, val_fraction, read_kwargs, specials_in_text,
+):  # noqa: ANN001, ANN202  # fmt: skip
     with accelerator.main_process_first():
         tok = _prepare_tokenizer(
             tokenizer, corpus, output_dir, vocab_size, context_length, read_kwargs, cfg.resume, accelerator
         )
-        data_file = _token_file(corpus, tok, output_dir / "data", read_kwargs)
+        data_file = _token_file(corpus, tok, output_dir / "data", read_kwargs, specials_in_text)
     stride = stride or context_length
     train = TokenFileDataset(data_file, context_length, stride, split="train", val_fraction=val_fraction)
     val = TokenFileDataset(data_file, context_length, context_length, split="val", val_fraction=val_fraction)
