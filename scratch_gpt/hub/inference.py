@@ -8,6 +8,7 @@ For the book-style loop on an in-memory model, see ``generation.generate``.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -96,8 +97,8 @@ def _check_generate_options(
 ) -> None:
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
+    if not (math.isfinite(temperature) and temperature >= 0):  # NaN would silently decode greedily
+        raise ValueError(f"temperature must be >= 0 (0 = greedy) and finite, got {temperature}")
     if top_k is not None and top_k < 1:
         raise ValueError(f"top_k must be at least 1, got {top_k}")
     if top_p is not None and not 0 < top_p <= 1:

@@ -207,6 +207,11 @@ def pretrain_from_corpus(
             ``resume`` ...).
     """
     cfg = PretrainConfig(output_dir=output_dir, **train_settings)
+    for name, value in (("context_length", context_length), ("stride", stride), ("vocab_size", vocab_size)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if not (isinstance(dropout, (int, float)) and 0 <= dropout < 1):  # also rejects NaN
+        raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
     output_dir = Path(output_dir)
     accelerator = accelerator or make_accelerator(cfg.mixed_precision)
     read_kwargs = {"text_field": text_field, "pattern": pattern, "errors": decode_errors}
@@ -226,7 +231,7 @@ def _pretrain_from_corpus(
             tokenizer, corpus, output_dir, vocab_size, context_length, read_kwargs, cfg.resume, accelerator
         )
         data_file = _token_file(corpus, tok, output_dir / "data", read_kwargs, specials_in_text)
-    stride = stride or context_length
+    stride = context_length if stride is None else stride
     train = TokenFileDataset(data_file, context_length, stride, split="train", val_fraction=val_fraction)
     val = TokenFileDataset(data_file, context_length, context_length, split="val", val_fraction=val_fraction)
     model = _build_model(tok, preset, n_layer, n_embd, n_head, dropout, context_length, cfg.seed)
