@@ -1,7 +1,7 @@
 """``scratch-gpt pretrain`` and ``scratch-gpt demo``: train a GPT from scratch (book chapters 2, 4, 5).
 
 * ``pretrain CORPUS... --output DIR`` trains (or loads) a tokenizer and pretrains a GPT on text files, folders,
-  JSON Lines or a saved ``datasets`` dataset (``gpt_train.pretrain_from_corpus``). Run it under
+  JSON Lines or a saved ``datasets`` dataset (``training.from_corpus.pretrain_from_corpus``). Run it under
   ``accelerate launch`` for several GPUs or nodes.
 * ``demo`` trains a tokenizer and a small GPT on the Python standard library's docstrings in about 5 minutes
   on 2 CPU cores, reloads the result with ``AutoModelForCausalLM`` and prints a few generations
@@ -138,11 +138,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _pretrain(args: argparse.Namespace) -> int:
-    from ..training.from_corpus import describe, pretrain_from_corpus
+    from ..training.from_corpus import CorpusConfig, describe, pretrain_from_corpus
+    from ..training.pretrain import PretrainConfig
 
-    result = pretrain_from_corpus(
-        args.corpus,
-        args.output,
+    corpus = CorpusConfig(
+        corpus=args.corpus,
         tokenizer=args.tokenizer,
         vocab_size=args.vocab_size,
         preset=args.preset,
@@ -157,6 +157,9 @@ def _pretrain(args: argparse.Namespace) -> int:
         pattern=args.pattern,
         decode_errors=args.decode_errors,
         specials_in_text=args.specials_in_text,
+    )
+    config = PretrainConfig(
+        output_dir=args.output,
         max_steps=args.max_steps,
         num_epochs=None if args.max_steps is not None else (1 if args.epochs is None else args.epochs),
         batch_size=args.batch_size,
@@ -183,6 +186,7 @@ def _pretrain(args: argparse.Namespace) -> int:
         allow_changed_settings=args.allow_changed_settings,
         on_nonfinite="skip" if args.skip_nonfinite else "stop",
     )
+    result = pretrain_from_corpus(config, corpus)
     print(describe(result))
     return 0
 

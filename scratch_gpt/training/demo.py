@@ -138,8 +138,8 @@ def run_demo(
         show_progress: the progress bar and evaluation lines.
         overwrite: replace an ``output_dir`` that holds other files (see ``run_folder``).
     """
-    from .from_corpus import pretrain_from_corpus
-    from .pretrain import check_output_dir
+    from .from_corpus import CorpusConfig, pretrain_from_corpus
+    from .pretrain import PretrainConfig, check_output_dir
     from .run_folder import claim_run_folder
 
     started = time.perf_counter()
@@ -149,9 +149,35 @@ def run_demo(
     if time_limit_s is not None:
         s["time_limit_s"] = time_limit_s
     output_dir = Path(output_dir)
+    corpus = output_dir / "corpus" / "stdlib_docstrings.jsonl"
+    corpus_settings = CorpusConfig(
+        corpus,
+        vocab_size=s["vocab_size"],
+        n_layer=s["n_layer"],
+        n_embd=s["n_embd"],
+        n_head=s["n_head"],
+        context_length=s["context_length"],
+    )
+    config = PretrainConfig(
+        output_dir=output_dir,
+        max_steps=s["max_steps"],
+        batch_size=s["batch_size"],
+        learning_rate=s["learning_rate"],
+        min_lr=s["min_lr"],
+        warmup_steps=s["warmup_steps"],
+        eval_interval=s["eval_interval"],
+        eval_batches=s["eval_batches"],
+        save_interval=s["save_interval"],
+        time_limit_s=s["time_limit_s"],
+        sample_prompt=DEMO_PROMPTS[0],
+        sample_tokens=s["max_new_tokens"],
+        seed=seed,
+        resume=resume,
+        show_progress=show_progress,
+        dataset_name="docstrings of the Python standard library",
+    )
     settings = {**s, "seed": seed}
     with claim_run_folder(output_dir, "pretrain", command="demo", settings=settings, overwrite=overwrite):
-        corpus = output_dir / "corpus" / "stdlib_docstrings.jsonl"
         if resume and corpus.is_file():
             lines = corpus.read_text(encoding="utf-8").splitlines()
             n_docs, n_chars = len(lines), sum(len(json.loads(x)["text"]) for x in lines)
@@ -162,30 +188,7 @@ def run_demo(
             print(
                 f"corpus: {n_docs:,} docstrings of the Python standard library, {n_chars:,} characters -> {corpus}"
             )
-        result = pretrain_from_corpus(
-            corpus,
-            output_dir,
-            vocab_size=s["vocab_size"],
-            n_layer=s["n_layer"],
-            n_embd=s["n_embd"],
-            n_head=s["n_head"],
-            context_length=s["context_length"],
-            max_steps=s["max_steps"],
-            batch_size=s["batch_size"],
-            learning_rate=s["learning_rate"],
-            min_lr=s["min_lr"],
-            warmup_steps=s["warmup_steps"],
-            eval_interval=s["eval_interval"],
-            eval_batches=s["eval_batches"],
-            save_interval=s["save_interval"],
-            time_limit_s=s["time_limit_s"],
-            sample_prompt=DEMO_PROMPTS[0],
-            sample_tokens=s["max_new_tokens"],
-            seed=seed,
-            resume=resume,
-            show_progress=show_progress,
-            dataset_name="docstrings of the Python standard library",
-        )
+        result = pretrain_from_corpus(config, corpus_settings)
     generations = generate_samples(output_dir, DEMO_PROMPTS, s["max_new_tokens"], seed)
     return DemoResult(
         output_dir=output_dir,

@@ -2,7 +2,9 @@
 
 The book's ``gpt_train.py`` script wires chapter 2's data loaders, chapter 4's ``GPTModel`` and chapter 5's
 ``train_model_simple`` together for the-verdict.txt. ``pretrain_from_corpus`` does the same for any corpus
-(a text file, a folder of them, JSON Lines, a ``datasets`` dataset; see ``data.iter_documents``):
+(a text file, a folder of them, JSON Lines, a ``datasets`` dataset; see ``data.iter_documents``). It takes
+two settings objects: ``PretrainConfig`` (the training run, as for ``pretrain``) and ``CorpusConfig`` (the
+corpus, the tokenizer and the model's size):
 
 1. the tokenizer: loaded from a folder, or a byte-level BPE trained on the corpus (``BPETokenizer.train``),
    wrapped as ``ScratchGPTTokenizerFast`` and saved to ``<output_dir>/tokenizer``;
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +33,17 @@ import torch
 
 from ..data.sliding_window import iter_documents
 from ..data.token_files import TokenFileDataset, read_token_file_info, write_token_ids
+from .config_checks import check_int, check_number, reject_non_finite
 from .pretrain import PretrainConfig, PretrainResult, claimed_output_dir, make_accelerator, pretrain
 
-__all__ = ["load_tokenizer", "train_tokenizer", "pretrain_from_corpus", "describe", "EOS_TOKEN"]
+__all__ = [
+    "CorpusConfig",
+    "load_tokenizer",
+    "train_tokenizer",
+    "pretrain_from_corpus",
+    "describe",
+    "EOS_TOKEN",
+]
 
 EOS_TOKEN = "<|endoftext|>"
 GPT2_FILE_PAIRS = (("encoder.json", "vocab.bpe"), ("vocab.json", "merges.txt"))
@@ -166,80 +177,102 @@ def _token_file(
     return path
 
 
-def pretrain_from_corpus(
-    corpus: str | Path | Sequence[str | Path] | Any,
-    output_dir: str | Path,
-    *,
-    tokenizer: str | Path | Any | None = None,
-    vocab_size: int = 4096,
-    preset: str | None = None,
-    n_layer: int = 4,
-    n_embd: int = 256,
-    n_head: int = 4,
-    dropout: float = 0.0,
-    context_length: int = 256,
-    stride: int | None = None,
-    val_fraction: float = 0.1,
-    text_field: str = "text",
-    pattern: str = "*.txt",
-    decode_errors: str = "strict",
-    specials_in_text: bool = False,
-    accelerator: Any = None,
-    **train_settings: Any,
-) -> PretrainResult:
-    """Train a tokenizer (unless given) and a GPT on ``corpus``; returns ``pretrain``'s result.
+@dataclass
+class CorpusConfig:
+    """What ``pretrain_from_corpus`` trains on and builds: the corpus, the tokenizer and the model's size.
 
     Args:
         corpus: a text file, ``.jsonl`` file, folder, ``datasets`` dataset, or a list of these.
-        output_dir: where everything is written (see ``pretrain``); the final model loads with
-            ``AutoModelForCausalLM.from_pretrained(output_dir)``.
         tokenizer: a tokenizer folder (see ``load_tokenizer``) or a Hugging Face tokenizer; None trains a
             byte-level BPE with ``vocab_size`` tokens on the corpus (or reuses ``output_dir/tokenizer``
             when resuming).
         preset: a ``ScratchGPTConfig`` preset (``gpt2-small`` ...); otherwise ``n_layer``, ``n_embd`` and
-            ``n_head`` give the size. ``context_length`` is ``n_positions``.
+            ``n_head`` give the size. ``context_length`` is ``n_positions``; ``dropout`` the dropout rate.
         stride: window stride (default: ``context_length``, non-overlapping windows).
         val_fraction: the last fraction of the tokens held out for validation.
         text_field, pattern, decode_errors: how the corpus is read (``data.iter_documents``).
         specials_in_text: encode text spelling a special token (``<|endoftext|>``) as that token; by
             default it is ordinary text, and only the separators between documents are end-of-text ids.
-        train_settings: ``PretrainConfig`` fields (``max_steps`` or ``num_epochs``, ``batch_size``, ``seed``,
-            ``resume`` ...).
     """
-    cfg = PretrainConfig(output_dir=output_dir, **train_settings)
-    for name, value in (("context_length", context_length), ("stride", stride), ("vocab_size", vocab_size)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if not (isinstance(dropout, (int, float)) and 0 <= dropout < 1):  # also rejects NaN
-        raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
-    output_dir = Path(output_dir)
-    accelerator = accelerator or make_accelerator(cfg.mixed_precision)
-    read_kwargs = {"text_field": text_field, "pattern": pattern, "errors": decode_errors}
-    with claimed_output_dir(cfg, accelerator):  # fails before any time goes into the tokenizer
-        return _pretrain_from_corpus(
-            corpus, output_dir, cfg, accelerator, tokenizer, vocab_size, preset, n_layer, n_embd, n_head,
-            dropout, context_length, stride, val_fraction, read_kwargs, specials_in_text,
-        )  # fmt: skip
+
+    corpus: str | Path | Sequence[str | Path] | Any
+    tokenizer: str | Path | Any | None = None
+    vocab_size: int = 4096
+    preset: str | None = None
+    n_layer: int = 4
+    n_embd: int = 256
+    n_head: int = 4
+    dropout: float = 0.0
+    context_length: int = 256
+    stride: int | None = None
+    val_fraction: float = 0.1
+    text_field: str = "text"
+    pattern: str = "*.txt"
+    decode_errors: str = "strict"
+    specials_in_text: bool = False
+
+    def __post_init__(self) -> None:
+        reject_non_finite(self)
+        for name in ("vocab_size", "n_layer", "n_embd", "n_head", "context_length"):
+            check_int(name, getattr(self, name))
+        check_int("stride", self.stride, optional=True)
+        check_number("dropout", self.dropout, minimum=0, below=1)
+        check_number("val_fraction", self.val_fraction, above=0, below=1)
+
+    @property
+    def read_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of ``data.iter_documents``."""
+        return {"text_field": self.text_field, "pattern": self.pattern, "errors": self.decode_errors}
+
+
+def pretrain_from_corpus(
+    config: PretrainConfig, corpus: CorpusConfig, *, accelerator: Any = None
+) -> PretrainResult:
+    """Train a tokenizer (unless given) and a GPT on ``corpus.corpus``; returns ``pretrain``'s result.
+
+    ``config`` is the training run (``PretrainConfig``: ``output_dir``, ``max_steps`` or ``num_epochs``,
+    ``batch_size``, ``seed``, ``resume`` ...); everything is written to ``config.output_dir`` and the final model
+    loads with ``AutoModelForCausalLM.from_pretrained(output_dir)``. ``corpus`` says what to train on and what to
+    build (``CorpusConfig``). ``accelerator``: an ``accelerate.Accelerator`` (default: one made for
+    ``config.mixed_precision``).
+    """
+    output_dir = Path(config.output_dir)
+    accelerator = accelerator or make_accelerator(config.mixed_precision)
+    read_kwargs = corpus.read_kwargs
+    context_length = corpus.context_length
+    with claimed_output_dir(config, accelerator):  # fails before any time goes into the tokenizer
+        return _pretrain_from_corpus(config, corpus, output_dir, accelerator, read_kwargs, context_length)
 
 
 def _pretrain_from_corpus(
-    corpus, output_dir, cfg, accelerator, tokenizer, vocab_size, preset, n_layer, n_embd, n_head, dropout,
-    context_length, stride, val_fraction, read_kwargs, specials_in_text,
-):  # noqa: ANN001, ANN202  # fmt: skip
+    config: PretrainConfig,
+    corpus: CorpusConfig,
+    output_dir: Path,
+    accelerator: Any,
+    read_kwargs: dict[str, Any],
+    context_length: int,
+) -> PretrainResult:
     with accelerator.main_process_first():
         tok = _prepare_tokenizer(
-            tokenizer, corpus, output_dir, vocab_size, context_length, read_kwargs, cfg.resume, accelerator
+            corpus.tokenizer,
+            corpus.corpus,
+            output_dir,
+            corpus.vocab_size,
+            context_length,
+            read_kwargs,
+            config.resume,
+            accelerator,
         )
-        data_file = _token_file(corpus, tok, output_dir / "data", read_kwargs, specials_in_text)
-    stride = context_length if stride is None else stride
+        data_file = _token_file(corpus.corpus, tok, output_dir / "data", read_kwargs, corpus.specials_in_text)
+    stride = corpus.stride or context_length
+    val_fraction = corpus.val_fraction
     train = TokenFileDataset(data_file, context_length, stride, split="train", val_fraction=val_fraction)
     val = TokenFileDataset(data_file, context_length, context_length, split="val", val_fraction=val_fraction)
-    model = _build_model(tok, preset, n_layer, n_embd, n_head, dropout, context_length, cfg.seed)
-    if cfg.dataset_name is None:
-        cfg.dataset_name = ", ".join(
-            str(s) for s in (corpus if isinstance(corpus, (list, tuple)) else [corpus])
-        )
-    return pretrain(model, train, val, cfg, tokenizer=tok, accelerator=accelerator)
+    model = _build_model(tok, corpus, config.seed)
+    if config.dataset_name is None:
+        sources = corpus.corpus if isinstance(corpus.corpus, (list, tuple)) else [corpus.corpus]
+        config = replace(config, dataset_name=", ".join(str(s) for s in sources))
+    return pretrain(model, train, val, config, tokenizer=tok, accelerator=accelerator)
 
 
 def _prepare_tokenizer(
@@ -260,16 +293,21 @@ def _prepare_tokenizer(
     return tok
 
 
-def _build_model(tok, preset, n_layer, n_embd, n_head, dropout, context_length, seed):  # noqa: ANN001, ANN202
+def _build_model(tok: Any, corpus: CorpusConfig, seed: int) -> Any:
     from ..configuration_scratch_gpt import ScratchGPTConfig
     from ..modeling_scratch_gpt import ScratchGPTForCausalLM
 
     special = {"eos_token_id": _eos_id(tok), "pad_token_id": tok.pad_token_id}
-    sizes = {"vocab_size": len(tok), "n_positions": context_length, "dropout": dropout, **special}
-    if preset is not None:
-        config = ScratchGPTConfig.from_preset(preset, **sizes)
+    sizes = {
+        "vocab_size": len(tok),
+        "n_positions": corpus.context_length,
+        "dropout": corpus.dropout,
+        **special,
+    }
+    if corpus.preset is not None:
+        config = ScratchGPTConfig.from_preset(corpus.preset, **sizes)
     else:
-        config = ScratchGPTConfig(n_layer=n_layer, n_embd=n_embd, n_head=n_head, **sizes)
+        config = ScratchGPTConfig(n_layer=corpus.n_layer, n_embd=corpus.n_embd, n_head=corpus.n_head, **sizes)
     torch.manual_seed(seed)
     return ScratchGPTForCausalLM(config)
 

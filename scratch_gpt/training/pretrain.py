@@ -44,6 +44,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..kernels import use_fast_kernels
 from ..kernels.loss import cross_entropy
 from .checkpoints import find_resumable_checkpoint, list_checkpoints
+from .config_checks import config_to_json, reject_non_finite
 from .history import HISTORY_FILE, LossHistory
 from .run_folder import claim_run_folder
 from .run_state import (
@@ -53,7 +54,6 @@ from .run_state import (
     save_final_model,
     save_training_checkpoint,
 )
-from .settings import reject_non_finite
 
 __all__ = [
     "NonFiniteError",
@@ -526,7 +526,7 @@ def _pretrain(
             state.setdefault("changed_settings", []).append({"step": state["step"], "changes": changed})
             accelerator.print(f"Resuming with changed settings at step {state['step']}: {'; '.join(changed)}")
         accelerator.print(f"Resuming from {resumed_from} (step {state['step']})")
-    state["config"] = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}
+    state["config"] = config_to_json(cfg)
     state.setdefault("skipped_steps", [])
 
     batches = stream.iterate(state["micro_batches"])
