@@ -185,9 +185,11 @@ def test_output_folder_protection_and_overwrite(workdir, tmp_path):
     (out / "keep.txt").write_text("x")
     with pytest.raises(FileExistsError, match="overwrite=True"):
         _run(workdir, out, max_steps=1)
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]  # refused: untouched
     result = _run(workdir, out, max_steps=1, epochs=1, overwrite=True)
-    assert (out / "config.json").is_file() and (out / "keep.txt").is_file()
+    assert (out / "config.json").is_file() and not (out / "keep.txt").exists()  # replaced as a whole
     assert result["history"]["global_step"] == 1
+    assert _run(workdir, out, max_steps=1, epochs=1)["history"]["global_step"] == 1  # its own output: reused
     (tmp_path / "file").write_text("x")
     with pytest.raises(NotADirectoryError):
         _run(workdir, tmp_path / "file", max_steps=1)

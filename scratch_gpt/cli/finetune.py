@@ -91,6 +91,11 @@ def _add_shared_options(parser: argparse.ArgumentParser, config_class: str, *, d
         help="folder for the fine-tuned model",
     )
     parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an --output folder that holds other files (kept until the new run has finished)",
+    )
+    parser.add_argument(
         "--epochs",
         type=int,
         default=default("epochs"),
@@ -210,7 +215,6 @@ def _add_finetune_classifier(subparsers: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="tokenizer folder (default: --model)",
     )
-    parser.add_argument("--overwrite", action="store_true", help="write into a non-empty --output folder")
     parser.set_defaults(func=_finetune_classifier)
 
 
@@ -220,9 +224,15 @@ def _finetune_classifier(args: argparse.Namespace) -> int:
     config = _config_from_args(ClassifierFinetuneConfig, args)
     result = finetune_classifier(config, log=None if args.quiet else _print_now)
     settings = result["settings"]
-    before, after = result["accuracy_before"], result["accuracy"]
+    before, same, after = result["accuracy_before"], result["accuracy_after_same_batches"], result["accuracy"]
+    batches = result["before_batches"]
+    on = "all batches" if batches is None else f"the first {batches} batches"
+    print(f"accuracy on {on} of each split, before -> after fine-tuning; then after, on the whole split:")
     for name in ("train", "validation", "test"):
-        print(f"{name:>10} accuracy: {before[name] * 100:6.2f}% before -> {after[name] * 100:6.2f}% after")
+        print(
+            f"{name:>10}: {before[name] * 100:6.2f}% -> {same[name] * 100:6.2f}%; whole split "
+            f"{after[name] * 100:6.2f}%"
+        )
     print(
         f"trained {result['trainable_params']:,} of {result['total_params']:,} parameters "
         f"({settings['freeze']}, pooling {settings['pooling']}) in {result['train_seconds']:.1f} s"

@@ -44,6 +44,7 @@ from ..training.config_checks import (
     config_to_json,
     reject_non_finite,
 )
+from ..training.run_folder import claim_run_folder
 from .classifier_data import SPAM_LABELS, SpamDataset, load_spam_splits
 from .classifier_training import (
     FREEZE_POLICIES,
@@ -213,22 +214,14 @@ class TrimPadding:
         return input_ids[:, :length], labels
 
 
-def _check_output_dir(output_dir: Path, overwrite: bool) -> None:
-    if output_dir.exists() and not output_dir.is_dir():
-        raise NotADirectoryError(f"output {output_dir} is a file; pass a folder path")
-    if output_dir.is_dir() and any(output_dir.iterdir()) and not overwrite:
-        raise FileExistsError(
-            f"output folder {output_dir} is not empty; choose a new folder or pass overwrite=True (--overwrite)"
-        )
-
-
 @dataclass
 class ClassifierFinetuneConfig:
     """Settings of one classifier fine-tuning run (book chapter 6); the defaults are the book's.
 
     ``model_dir`` is a causal-LM checkpoint folder (scratch_gpt or Hugging Face GPT-2), ``data_path`` a
     ``label<TAB>text`` file (e.g. SMSSpamCollection.tsv), ``output_dir`` the folder the classifier is written to
-    (it must be empty unless ``overwrite``). Training: AdamW with ``lr`` and ``weight_decay`` for ``epochs``
+    (new, empty or an earlier classifier run's; anything else only with ``overwrite``, which replaces it once the
+    new run has finished; see ``training.run_folder``). Training: AdamW with ``lr`` and ``weight_decay`` for ``epochs``
     passes of ``batch_size`` messages (the book: 5, 8, 5e-5, 0.1), stopping early after ``max_steps`` optimizer
     steps if set; the loss is evaluated every ``eval_freq`` steps on ``eval_iter`` batches. ``freeze`` says what
     is trained (``FREEZE_POLICIES``; ``lora_rank``, ``lora_alpha`` and ``lora_scaling`` apply to the LoRA ones),
@@ -309,12 +302,30 @@ def finetune_classifier(
     (``_evaluate``) -> save (``_save``).
     """
     output_dir = Path(config.output_dir)
-    _check_output_dir(output_dir, config.overwrite)
+    with claim_run_folder(
+        output_dir,
+        "classifier",
+        command="finetune-classifier",
+        settings=config_to_json(config),
+        overwrite=config.overwrite,
+    ):
+        return _finetune_classifier(config, output_dir, log)
+
+
+def _finetune_classifier(
+    config: ClassifierFinetuneConfig, output_dir: Path, log: Callable[[str], None] | None
+) -> dict[str, Any]:
     device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, tokenizer, pad_token_id = _load(config)
     data = _data(config, tokenizer, pad_token_id, model.config.n_positions)
     model, accuracy_before, history, train_seconds = _train(config, model, data, device, pad_token_id, log)
     final = _evaluate(model, data, device, pad_token_id, config.pooling)
+    # "after" on exactly the batches "before" saw, so the two can be compared side by side
+    kwargs = dict(pad_token_id=pad_token_id, pooling=config.pooling)
+    accuracy_after_same = {
+        name: calc_accuracy_loader(loader, model, device, config.before_batches, **kwargs)
+        for name, loader in data.loaders.items()
+    }
 
     result: dict[str, Any] = {
         "settings": config_to_json(config),
@@ -325,6 +336,8 @@ def finetune_classifier(
         "trainable_params": count_parameters(model, trainable_only=True),
         "total_params": count_parameters(model),
         "accuracy_before": accuracy_before,
+        "accuracy_after_same_batches": accuracy_after_same,
+        "before_batches": config.before_batches,
         "accuracy": {name: acc for name, (_, acc) in final.items()},
         "loss": {name: loss for name, (loss, _) in final.items()},
         "train_seconds": round(train_seconds, 2),

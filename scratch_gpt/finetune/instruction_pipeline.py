@@ -59,6 +59,7 @@ from ..training.config_checks import (
     reject_non_finite,
 )
 from ..training.pretrain import calc_loss_loader
+from ..training.run_folder import claim_run_folder
 from .chat import add_chat_template, build_prompt, load_model_and_tokenizer
 from .instruction_data import load_instruction_data, split_instruction_data
 from .instruction_training import (
@@ -135,6 +136,8 @@ class InstructFinetuneConfig:
         num_test: answer only the first N test records (None: all of them).
         on_error: bad records raise (``"raise"``) or are skipped with a warning (``"skip"``).
         device: ``"cpu"``, ``"cuda"``, ...; None picks CUDA when available.
+        overwrite: replace an ``output_dir`` that holds anything but an earlier instruction run's output (the
+            old content is removed once the new run has finished; see ``training.run_folder``).
     """
 
     model_dir: str | os.PathLike[str]
@@ -157,6 +160,7 @@ class InstructFinetuneConfig:
     num_test: int | None = None
     on_error: Literal["raise", "skip"] = "raise"
     device: str | None = None
+    overwrite: bool = False
 
     def __post_init__(self) -> None:
         reject_non_finite(self)
@@ -205,7 +209,17 @@ def finetune_instruct(
         time, losses before and after, held-out response loss/perplexity, mean ROUGE-L (an overlap score),
         samples and file paths.
     """
-    log = log or _silent
+    with claim_run_folder(
+        config.output_dir,
+        "instruct",
+        command="finetune-instruct",
+        settings=config_to_json(config),
+        overwrite=config.overwrite,
+    ):
+        return _finetune_instruct(config, log or _silent)
+
+
+def _finetune_instruct(config: InstructFinetuneConfig, log: Callable[[str], None]) -> dict[str, Any]:
     started = time.perf_counter()
     run = _load(config)
     _data(config, run)
