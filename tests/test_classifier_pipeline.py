@@ -261,14 +261,15 @@ def test_finetune_bad_model_folders(workdir, tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("field", "value", "match"), [("n_embd", 64, "config.json belongs"), ("n_layer", 3, "missing")]
+    ("field", "value", "match"),
+    [("n_embd", 64, "wrong shape"), ("n_layer", 3, "do not fit its config.json .missing")],
 )
 def test_finetune_rejects_a_mismatched_checkpoint(tmp_path, field, value, match):
     other = make_tiny_checkpoint(tmp_path / "other", n_positions=32)
     config = json.loads((other / "config.json").read_text())
     config[field] = value  # the weights are 32 wide, 2 layers
     (other / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ValueError, match=f"does not hold a complete scratch_gpt transformer.*{match}"):
+    with pytest.raises(ValueError, match=match):
         load_classifier(other)
 
 

@@ -97,19 +97,15 @@ def load_classifier(
 
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()  # the load report would only say that the new head is new
-        problem = f"{model_dir} does not hold a complete scratch_gpt transformer"
-        try:
-            model, info = ScratchGPTForSequenceClassification.from_pretrained(
-                model_dir, output_loading_info=True, **overrides
+        from ..hub.loading import check_checkpoint_config, load_checked
+
+        check_checkpoint_config(model_dir, ("scratch_gpt",))
+        try:  # only the new head "score" may be missing
+            return load_checked(
+                ScratchGPTForSequenceClassification, model_dir, ignore_keys=("score.",), **overrides
             )
-        except RuntimeError as err:  # transformers refuses weights whose shapes disagree with config.json
-            raise ValueError(f"{problem} ({err}); check that config.json belongs to these weights") from None
         finally:
             hf_logging.set_verbosity(verbosity)
-        missing = [key for key in info["missing_keys"] if not key.startswith("score.")]
-        if missing:
-            raise ValueError(f"{problem} (missing {missing[:5]}); pass a pretrained causal-LM checkpoint")
-        return model
     if model_type == "gpt2":
         from ..hub.convert_gpt2 import load_gpt2
 

@@ -430,18 +430,20 @@ def convert_to_gpt2(
     ``output`` must be new, empty or an earlier conversion's output, unless ``overwrite``.
 
     Raises:
-        FileNotFoundError: ``source`` is not a directory with a ``config.json``.
+        CheckpointLoadError: ``source`` is missing or cannot be loaded (``hub.loading``).
         ValueError: ``source`` is not a scratch_gpt checkpoint.
     """
+    from .loading import check_checkpoint_config, load_checked
+
     source = Path(source)
-    config = _read_config_json(source)
+    config = check_checkpoint_config(source, ("scratch_gpt", "gpt2"))  # one error policy (CLI status 2)
     if config.get("model_type") != ScratchGPTConfig.model_type:
         raise ValueError(
             f"{source} is a {config.get('model_type')!r} checkpoint, not a scratch_gpt one (model_type "
             f"'scratch_gpt'); only scratch_gpt checkpoints can be converted to GPT-2"
         )
     with _claim(output, "to-gpt2", source, overwrite):
-        model = ScratchGPTForCausalLM.from_pretrained(source)
+        model = load_checked(ScratchGPTForCausalLM, source)
         gpt2 = to_gpt2(model)
         return _save_atomically(
             Path(output), gpt2.save_pretrained, tokenizer_from=source, stock_tokenizer=True

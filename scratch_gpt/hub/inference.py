@@ -46,12 +46,11 @@ def generate_from_pretrained(
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from .loading import check_checkpoint_config, load_checked
+
     _check_generate_options(max_new_tokens, temperature, top_k, top_p, num_beams)
     model_dir = Path(model_dir)
-    if not model_dir.is_dir():
-        raise FileNotFoundError(
-            f"model folder {model_dir} does not exist (give a folder written by save_pretrained)"
-        )
+    check_checkpoint_config(model_dir)  # CheckpointLoadError: one line naming the file and the fix
     if not any((model_dir / name).is_file() for name in _TOKENIZER_FILES):
         raise ValueError(
             f"{model_dir} has no tokenizer (no tokenizer.json, vocab.json or tokenizer_config.json); save one "
@@ -59,7 +58,7 @@ def generate_from_pretrained(
             f"it was converted from"
         )
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    model = load_checked(AutoModelForCausalLM, model_dir).eval()
     if torch.cuda.is_available():
         model = model.to("cuda")
 

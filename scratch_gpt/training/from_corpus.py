@@ -285,9 +285,10 @@ def _prepare_tokenizer(
         tok = load_tokenizer(tokenizer, model_max_length=context_length)
     elif (saved / "tokenizer.json").is_file() and (resume or not accelerator.is_main_process):
         tok = load_tokenizer(saved)
+        saved = None  # already there: a resumed run rewrites nothing before it has checked the checkpoint
     else:
         tok = train_tokenizer(_documents(corpus, read_kwargs), vocab_size, model_max_length=context_length)
-    if accelerator.is_main_process:
+    if accelerator.is_main_process and saved is not None:
         tok.save_pretrained(str(saved))
     _eos_id(tok)
     return tok
