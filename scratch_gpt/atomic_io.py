@@ -30,6 +30,26 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
         raise
 
 
+def ensure_writable_dir(path: str | os.PathLike[str], what: str = "output directory") -> Path:
+    """Create ``path`` if needed and check that files can be created in it.
+
+    The one writability check of the package (run folders, checkpoints, token files). Raises
+    ``NotADirectoryError`` if ``path`` is a file, ``PermissionError`` naming the folder otherwise.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"the {what} {path} exists and is not a folder; choose another path")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-", delete=True)  # noqa: SIM115
+        probe.close()
+    except OSError as err:
+        raise PermissionError(
+            f"cannot write to the {what} {path}: {err.strerror or err}; choose a folder you can write to"
+        ) from None
+    return path
+
+
 def write_dir_atomically(output: str | os.PathLike[str], write: Callable[[Path], object]) -> Path:
     """Run ``write(tmp_dir)`` on a temporary sibling folder, then move its files into ``output``.
 

@@ -53,3 +53,11 @@ def test_bench_distributed_quick_prints_the_ddp_vs_fsdp_ratio():
     assert re.search(r"DDP  median step +\d+\.\d ms", out), out
     assert re.search(r"FSDP median step +\d+\.\d ms", out), out
     assert re.search(r"step-time ratio FSDP/DDP = \d+\.\d\d", out), out
+
+
+def test_bench_static_compile_quick_checks_tokens_and_prints_ratios():
+    # aot_eager: the same fullgraph capture without inductor's C++ build, so the smoke run stays short
+    out = _run("bench_static_compile.py", "--quick", "--backend", "aot_eager")
+    assert "same tokens from all three checked (16 new tokens, greedy)" in out
+    assert re.search(r"median speed ratio ours/hf \(static\+compile\) = \d+\.\d+", out), out
+    assert re.search(r"median speed ratio ours static\+compile / ours dynamic = \d+\.\d+", out), out

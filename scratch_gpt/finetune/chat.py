@@ -357,20 +357,16 @@ def load_model_and_tokenizer(
 
     import scratch_gpt  # noqa: F401  (registers model_type "scratch_gpt" with the Auto classes)
 
+    from ..hub.loading import check_checkpoint_config, load_checked
+
     path = Path(model_dir)
-    if not path.is_dir():
-        raise FileNotFoundError(
-            f"model folder {str(path)!r} does not exist; pass a folder written by save_pretrained (e.g. the "
-            "output of `scratch-gpt pretrain` or `scratch-gpt finetune-instruct`)"
-        )
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"{str(path)!r} has no config.json, so it is not a saved model folder")
+    check_checkpoint_config(path)  # CheckpointLoadError: one line naming the file and the fix
     if not any((path / name).is_file() for name in ("tokenizer.json", "vocab.json", "tokenizer_config.json")):
         raise FileNotFoundError(
             f"{str(path)!r} has no tokenizer (tokenizer.json / vocab.json); save one into it with "
             "tokenizer.save_pretrained(dir)"
         )
-    model = AutoModelForCausalLM.from_pretrained(str(path), **model_kwargs)
+    model = load_checked(AutoModelForCausalLM, path, **model_kwargs)
     tokenizer = AutoTokenizer.from_pretrained(str(path))
     vocab_size = model.get_input_embeddings().num_embeddings
     if len(tokenizer) > vocab_size:

@@ -44,6 +44,7 @@ from ..training.config_checks import (
     config_to_json,
     reject_non_finite,
 )
+from ..training.run_folder import claim_run_folder
 from .classifier_data import SPAM_LABELS, SpamDataset, load_spam_splits
 from .classifier_training import (
     FREEZE_POLICIES,
@@ -101,19 +102,15 @@ def load_classifier(
 
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()  # the load report would only say that the new head is new
-        problem = f"{model_dir} does not hold a complete scratch_gpt transformer"
-        try:
-            model, info = ScratchGPTForSequenceClassification.from_pretrained(
-                model_dir, output_loading_info=True, **overrides
+        from ..hub.loading import check_checkpoint_config, load_checked
+
+        check_checkpoint_config(model_dir, ("scratch_gpt",))
+        try:  # only the new head "score" may be missing
+            return load_checked(
+                ScratchGPTForSequenceClassification, model_dir, ignore_keys=("score.",), **overrides
             )
-        except RuntimeError as err:  # transformers refuses weights whose shapes disagree with config.json
-            raise ValueError(f"{problem} ({err}); check that config.json belongs to these weights") from None
         finally:
             hf_logging.set_verbosity(verbosity)
-        missing = [key for key in info["missing_keys"] if not key.startswith("score.")]
-        if missing:
-            raise ValueError(f"{problem} (missing {missing[:5]}); pass a pretrained causal-LM checkpoint")
-        return model
     if model_type == "gpt2":
         from ..hub.convert_gpt2 import load_gpt2
 
@@ -218,22 +215,14 @@ class TrimPadding:
         return input_ids[:, :length], labels
 
 
-def _check_output_dir(output_dir: Path, overwrite: bool) -> None:
-    if output_dir.exists() and not output_dir.is_dir():
-        raise NotADirectoryError(f"output {output_dir} is a file; pass a folder path")
-    if output_dir.is_dir() and any(output_dir.iterdir()) and not overwrite:
-        raise FileExistsError(
-            f"output folder {output_dir} is not empty; choose a new folder or pass overwrite=True (--overwrite)"
-        )
-
-
 @dataclass
 class ClassifierFinetuneConfig:
     """Settings of one classifier fine-tuning run (book chapter 6); the defaults are the book's.
 
     ``model_dir`` is a causal-LM checkpoint folder (scratch_gpt or Hugging Face GPT-2), ``data_path`` a
     ``label<TAB>text`` file (e.g. SMSSpamCollection.tsv), ``output_dir`` the folder the classifier is written to
-    (it must be empty unless ``overwrite``). Training: AdamW with ``lr`` and ``weight_decay`` for ``epochs``
+    (new, empty or an earlier classifier run's; anything else only with ``overwrite``, which replaces it once the
+    new run has finished; see ``training.run_folder``). Training: AdamW with ``lr`` and ``weight_decay`` for ``epochs``
     passes of ``batch_size`` messages (the book: 5, 8, 5e-5, 0.1), stopping early after ``max_steps`` optimizer
     steps if set; the loss is evaluated every ``eval_freq`` steps on ``eval_iter`` batches. ``freeze`` says what
     is trained (``FREEZE_POLICIES``; ``lora_rank``, ``lora_alpha`` and ``lora_scaling`` apply to the LoRA ones),
@@ -332,12 +321,35 @@ def finetune_classifier(
     (``_evaluate``) -> save (``_save``).
     """
     output_dir = Path(config.output_dir)
-    _check_output_dir(output_dir, config.overwrite)
+    with claim_run_folder(
+        output_dir,
+        "classifier",
+        command="finetune-classifier",
+        settings=config_to_json(config),
+        overwrite=config.overwrite,
+    ):
+        return _finetune_classifier(config, output_dir, log)
+
+
+def _finetune_classifier(
+    config: ClassifierFinetuneConfig, output_dir: Path, log: Callable[[str], None] | None
+) -> dict[str, Any]:
     device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, tokenizer, pad_token_id = _load(config)
     data = _data(config, tokenizer, pad_token_id, model.config.n_positions)
     model, accuracy_before, history, train_seconds = _train(config, model, data, device, pad_token_id, log)
     final = _evaluate(model, data, device, pad_token_id, config.pooling, config.book_conventions)
+    # "after" on exactly the batches "before" saw, so the two can be compared side by side (after the final
+    # evaluation: iterating a loader draws from the global RNG, which book mode must not see disturbed)
+    kwargs = dict(pad_token_id=pad_token_id, pooling=config.pooling)
+    same_loaders = dict(data.loaders)
+    if config.book_conventions:  # "before" saw the shuffled train_loader right after seeding: the same again
+        torch.manual_seed(config.seed)
+        same_loaders["train"] = data.train_loader
+    accuracy_after_same = {
+        name: calc_accuracy_loader(loader, model, device, config.before_batches, **kwargs)
+        for name, loader in same_loaders.items()
+    }
 
     result: dict[str, Any] = {
         "settings": config_to_json(config),
@@ -348,6 +360,8 @@ def finetune_classifier(
         "trainable_params": count_parameters(model, trainable_only=True),
         "total_params": count_parameters(model),
         "accuracy_before": accuracy_before,
+        "accuracy_after_same_batches": accuracy_after_same,
+        "before_batches": config.before_batches,
         "accuracy": {name: acc for name, (_, acc) in final.items()},
         "loss": {name: loss for name, (loss, _) in final.items()},
         "train_seconds": round(train_seconds, 2),

@@ -71,6 +71,14 @@ def _check_record(record: Any) -> tuple[dict[str, str] | None, str | None]:
     for key in (*REQUIRED_KEYS, "input"):
         if key in record and not isinstance(record[key], str):
             return None, f"key {key!r} must be a string, got {type(record[key]).__name__}"
+        if key in record:
+            try:
+                record[key].encode("utf-8")
+            except UnicodeEncodeError as err:
+                return None, (
+                    f"key {key!r} holds a lone surrogate {record[key][err.start]!r} at character {err.start} (an "
+                    "escaped \\ud800-\\udfff without its pair), which is not text"
+                )
     return {**record, "input": record.get("input", "")}, None
 
 

@@ -27,6 +27,7 @@ format, the collate function and ROUGE-L themselves are in ``instruction.py``.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, NamedTuple
@@ -85,6 +86,7 @@ def make_instruction_loaders(
         name: InstructionDataset(getattr(splits, name), tokenizer, include_instruction_length=True)
         for name in ("train", "validation", "test")
     }
+    _check_responses_fit(datasets, context_length)
     collate = partial(
         custom_collate_fn,
         pad_token_id=eos_id,
@@ -113,6 +115,30 @@ def make_instruction_loaders(
         "val_responses": DataLoader(datasets["validation"], batch_size, collate_fn=answers_only),
         "test_responses": DataLoader(datasets["test"], batch_size, collate_fn=answers_only),
     }
+
+
+def _check_responses_fit(datasets: dict[str, Any], context_length: int) -> None:
+    """Warn how many records the context length truncates, and how many keep no response token at all (they
+    would train on the prompt template alone); a ``ValueError`` if no training record keeps one."""
+    for name, dataset in datasets.items():
+        n = len(dataset)
+        # the collate appends an end-of-text id; targets predict ids[1:], cut to context_length positions
+        truncated = sum(len(ids) + 1 > context_length + 1 for ids in dataset.encoded_texts)
+        no_response = sum(length > context_length for length in dataset.instruction_lengths)
+        if name == "train" and no_response == n:
+            shortest = min(dataset.instruction_lengths)
+            raise ValueError(
+                f"no training record keeps a response token within the context length of {context_length} "
+                f"tokens (the shortest prompt alone has {shortest} tokens): training would fit the prompt template "
+                "only; use a model with a longer context, or shorter instructions"
+            )
+        if truncated:
+            warnings.warn(
+                f"{truncated} of {n} {name} records are longer than the context length ({context_length} "
+                f"tokens) and are truncated; {no_response} of them keep no response token",
+                UserWarning,
+                stacklevel=3,
+            )
 
 
 @torch.no_grad()

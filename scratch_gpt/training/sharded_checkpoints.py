@@ -31,7 +31,14 @@ import torch
 from ..atomic_io import atomic_write_text
 from .checkpoints import finish_checkpoint, new_checkpoint_dir, prune_checkpoints, tmp_checkpoint_dir
 from .history import LossHistory
-from .run_state import _check_resumable, rng_state, save_model, save_tokenizer, set_rng_state
+from .run_state import (
+    _check_resumable,
+    check_finite_weights,
+    rng_state,
+    save_model,
+    save_tokenizer,
+    set_rng_state,
+)
 
 __all__ = [
     "SHARDED_DIR",
@@ -82,6 +89,7 @@ def save_sharded_training_checkpoint(
     import torch.distributed.checkpoint as dcp
 
     step = state["step"]
+    check_finite_weights(model, f"the model at step {step}")  # every process: they agree, none waits
     if accelerator.is_main_process:
         new_checkpoint_dir(ckpt_root, step)
     accelerator.wait_for_everyone()
