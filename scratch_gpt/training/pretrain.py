@@ -574,7 +574,10 @@ def _pretrain(
             else restore_training_checkpoint
         )
         state, history = restore(resumed_from, model, optimizer, scheduler, accelerator, expected)
-        changed = _changed_settings(state.get("config", {}), cfg)
+        saved_settings = dict(state.get("config", {}))
+        if is_sharded_checkpoint(resumed_from):  # resharding: the per-process batch follows the process count
+            saved_settings.pop("batch_size", None)  # (the global batch must still match: ``expected``)
+        changed = _changed_settings(saved_settings, cfg)
         if changed and not cfg.allow_changed_settings:
             raise ValueError(
                 f"cannot resume from {resumed_from} with changed settings ({'; '.join(changed)}): the restored "
