@@ -65,7 +65,9 @@ WORKER = textwrap.dedent(
         sharded_logits = model.eval()(input_ids=probe, use_cache=False).logits
     if rank == 0:
         from transformers import AutoModelForCausalLM
+        import scratch_gpt
         from scratch_gpt.kernels import use_fast_kernels
+        scratch_gpt.register_auto_classes()  # see the report: registration can miss the models otherwise
         loaded = use_fast_kernels(AutoModelForCausalLM.from_pretrained(out)).eval()
         with torch.no_grad():
             plain_logits = loaded(input_ids=probe, use_cache=False).logits
@@ -285,6 +287,7 @@ TRAINER_WORKER = textwrap.dedent(
     sys.path.insert(0, {tests!r})
     from test_pretrain import new_model, patterned_ids
     from torch.distributed.fsdp import FSDPModule
+    from scratch_gpt import ScratchGPTForCausalLM
     from transformers import Trainer, TrainingArguments
     from scratch_gpt.training.fsdp import consolidated_model, shard_on_cpu
 
@@ -309,7 +312,7 @@ TRAINER_WORKER = textwrap.dedent(
             model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["W_query", "W_value"]))
         fsdp = {{}}
         if world > 1:
-            fsdp = dict(fsdp=True, fsdp_config={{"fsdp_version": 2, "transformer_layer_cls_to_wrap": ["TransformerBlock"],
+            fsdp = dict(fsdp=True, fsdp_config={{"fsdp_version": 2, "transformer_layer_cls_to_wrap": ScratchGPTForCausalLM._no_split_modules,
                                                 "state_dict_type": "FULL_STATE_DICT"}})
         args = TrainingArguments(output_dir=str(out / name), per_device_train_batch_size=batch, max_steps=4,
                                  learning_rate=2e-3, logging_steps=1, save_strategy="no", report_to=[], use_cpu=True,
@@ -374,7 +377,7 @@ def test_trainer_with_fsdp_settings_and_peft_lora_under_fsdp(tmp_path):
 
 def test_the_documented_accelerate_config_recipes_are_valid_fsdp2_configs(tmp_path):
     """The two YAML recipes of docs/distributed.md load with accelerate's own config reader, as FSDP2 configs
-    that wrap TransformerBlock (the recipes are documented, not run: that needs GPUs)."""
+    that wrap the model's block class (the recipes are documented, not run: that needs GPUs)."""
     import re
 
     from accelerate.commands.config.config_args import load_config_from_file
@@ -388,5 +391,7 @@ def test_the_documented_accelerate_config_recipes_are_valid_fsdp2_configs(tmp_pa
         config = load_config_from_file(str(path))
         assert config.distributed_type == "FSDP" and config.mixed_precision == "bf16"
         assert config.fsdp_config["fsdp_version"] == 2
-        assert config.fsdp_config["fsdp_transformer_layer_cls_to_wrap"] == "TransformerBlock"
+        assert [
+            config.fsdp_config["fsdp_transformer_layer_cls_to_wrap"]
+        ] == ScratchGPTForCausalLM._no_split_modules
         assert config.num_processes == 8 * config.num_machines

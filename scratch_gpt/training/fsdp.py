@@ -4,8 +4,8 @@ Data parallelism (DDP) keeps a full copy of the weights, gradients and AdamW mom
 ("fully sharded data parallel", PyTorch's ``fully_shard``, a.k.a. FSDP2) keeps only a 1/N slice of each on each of
 the N processes and gathers one transformer block's weights just before it runs. ``accelerate`` does the
 wrapping: with ``accelerate launch --use_fsdp --fsdp_version 2`` (or an ``accelerate config`` file saying so)
-``pretrain`` gets an ``Accelerator`` whose ``prepare`` calls ``fully_shard`` on every ``TransformerBlock`` (the
-model's ``_no_split_modules``), on the tied embedding/LM-head pair, and on the whole model.
+``pretrain`` gets an ``Accelerator`` whose ``prepare`` calls ``fully_shard`` on every transformer block (the
+model's ``_no_split_modules``: ``ScratchGPTBlock``), on the tied embedding/LM-head pair, and on the whole model.
 
 What changes in the loop under FSDP, and lives here:
 
@@ -52,7 +52,7 @@ def fsdp_plugin(
     reshard_after_forward: bool | None = None,
     cpu_offload: bool | None = None,
 ) -> Any:
-    """accelerate's ``FullyShardedDataParallelPlugin`` for FSDP2, with every ``TransformerBlock`` its own shard unit.
+    """accelerate's ``FullyShardedDataParallelPlugin`` for FSDP2, with every transformer block its own shard unit.
 
     Arguments left as None come from the ``FSDP_*`` environment variables that ``accelerate launch`` sets from its
     flags or config file (``fsdp_activation_checkpointing``, ``fsdp_reshard_after_forward``,
