@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "train",  # pretrain, demo
     "finetune",  # finetune-classifier, finetune-instruct, chat
     "hub",  # push
+    "data",  # data
 )
 
 
