@@ -9,6 +9,7 @@ the file and the command that gets it — per file, so a partial folder skips on
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -28,13 +29,23 @@ DATA_DIR = (
 )
 
 
+@functools.cache
+def _status(folder: Path, name: str) -> str:
+    if name not in DATA_FILES:  # not one of the pinned files: present is enough
+        return "ok" if (folder / name).is_file() else "missing"
+    return downloads.file_status(name, folder)
+
+
 def missing_data_reason(names: list[str] | tuple[str, ...]) -> str | None:
-    """Why a test that needs the data files ``names`` cannot run (``None``: they are all there)."""
-    missing = [name for name in names if not (DATA_DIR / name).is_file()]
-    if not missing:
+    """Why a test that needs the data files ``names`` cannot run (``None``: they are all there, with the
+    pinned sha256)."""
+    bad = {name: _status(DATA_DIR, name) for name in names}
+    bad = {name: status for name, status in bad.items() if status != "ok"}
+    if not bad:
         return None
+    what = ", ".join(name if status == "missing" else f"{name} ({status})" for name, status in bad.items())
     return (
-        f"reference data {', '.join(missing)} not found in {DATA_DIR}; get it with `scratch-gpt data` "
+        f"reference data {what} not found in {DATA_DIR}; get it with `scratch-gpt data` "
         f"(downloads) or `scratch-gpt data --from DIR` (e.g. --from ../shared/data), or set {ENV_VAR}"
     )
 

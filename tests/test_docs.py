@@ -56,8 +56,12 @@ def test_code_block_runs(path: Path, line: int, code: str, skip_reason: str | No
 def test_a_partial_data_folder_skips_per_file(monkeypatch, tmp_path):
     import conftest
 
-    (tmp_path / "encoder.json").write_text("{}")
+    (tmp_path / "encoder.json").write_text("{}")  # not the pinned bytes
+    (tmp_path / "notes.txt").write_text("x")
     monkeypatch.setattr(conftest, "DATA_DIR", tmp_path)
-    assert conftest.missing_data_reason(["encoder.json"]) is None
-    reason = conftest.missing_data_reason(data_files_in('open(data / "the-verdict.txt"); data / "encoder.json"'))
-    assert reason.startswith("reference data the-verdict.txt not found") and "`scratch-gpt data" in reason
+    assert conftest.missing_data_reason(["notes.txt"]) is None
+    needed = data_files_in('open(data / "the-verdict.txt"); data / "encoder.json"')
+    assert needed == ["the-verdict.txt", "encoder.json"]
+    reason = conftest.missing_data_reason(needed)
+    assert reason.startswith("reference data the-verdict.txt, encoder.json (corrupt) not found")
+    assert "`scratch-gpt data" in reason
