@@ -18,7 +18,7 @@ from huggingface_hub.errors import (
 
 # Command-group modules, in the order they appear in ``scratch-gpt --help``.
 COMMAND_MODULES: tuple[str, ...] = (
-    "tokenizer",  # train-tokenizer, encode
+    "tokenizer",  # train-tokenizer, encode, decode
     "model",  # generate, convert
     "train",  # pretrain, demo
     "finetune",  # finetune-classifier, finetune-instruct, chat
