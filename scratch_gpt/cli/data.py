@@ -21,7 +21,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         f"--from) into the data folder: ${ENV_VAR} if set, else scratch_gpt/data in your cache folder. Every "
         "file is checked against its pinned sha256 before it is renamed into place; files already there with the "
         "right bytes are kept. Recipes, examples and tests read the files from there.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("names", nargs="*", metavar="NAME",
                    help=f"which files (default: all): {', '.join(DATA_FILES)}")  # fmt: skip

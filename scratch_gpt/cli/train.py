@@ -89,7 +89,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--sample-prompt", default="Every effort moves you", help="prompt for samples at evals"
     )
-    train.add_argument("--seed", type=int, default=123)
+    train.add_argument("--seed", type=int, default=123, help="random seed")
     train.add_argument(
         "--resume", action="store_true", help="continue from the newest checkpoint in --output"
     )
@@ -109,7 +109,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "longer on a busy one; the progress bar shows the time left), save a Hugging Face checkpoint, reload it "
         "with AutoModelForCausalLM and print a few generations, the loss plot's path and the command that "
         "continues a prompt. If --output already holds a demo, it says so and how to go on.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     d.add_argument("--output", "-o", default="scratch_gpt_demo", metavar="DIR", help="folder for the demo")
     size = d.add_mutually_exclusive_group()
