@@ -186,3 +186,33 @@ def test_the_pinned_files_are_the_shared_data(tmp_path):
     for spec in DATA_FILES.values():
         assert all(url.startswith("https://") for url in spec.urls)  # public sources, fetched over TLS
     assert Path(report.folder) == tmp_path
+
+
+@pytest.mark.parametrize(
+    ("script", "argv", "names"),
+    [
+        ("finetune_classifier_trainer", ["--model", "m", "--output", "o"], ["SMSSpamCollection.tsv"]),
+        ("finetune_instruct_trainer", ["--model", "m", "--output", "o"], ["instruction-data.json"]),
+        ("pretrain_small_gpt", ["--output", "o"], ["tinyshakespeare.txt", "the-verdict.txt"]),
+        ("pretrain_with_trainer", ["--output", "o"], ["tinyshakespeare.txt"]),
+    ],
+)
+def test_examples_name_the_command_when_data_is_missing(script, argv, names, monkeypatch, tmp_path, capsys):
+    """Without the data, the examples stop with one line naming the file and `scratch-gpt data` (no traceback);
+    their defaults come from the one data folder, and their output option is --output."""
+    import importlib.util
+
+    from conftest import REPO_ROOT
+
+    monkeypatch.setenv("SCRATCH_GPT_DATA", str(tmp_path / "empty"))
+    spec = importlib.util.spec_from_file_location(
+        f"example_{script}", REPO_ROOT / "examples" / f"{script}.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.raises(SystemExit) as exit_info:
+        module.parse_args(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert all(name in err for name in names) and "`scratch-gpt data`" in err and "Traceback" not in err
+    assert str(tmp_path / "empty") in err
