@@ -38,7 +38,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
     parser.add_argument(
-        "--output-dir", required=True, help="where the checkpoint (model + tokenizer) is written"
+        "--output",
+        dest="output_dir",
+        required=True,
+        help="where the checkpoint (model + tokenizer) is written",
     )
     parser.add_argument(
         "--data-dir", default=str(DEFAULT_DATA), help="folder holding tinyshakespeare.txt etc."

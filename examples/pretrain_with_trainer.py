@@ -13,7 +13,7 @@ The same job as ``scratch-gpt pretrain``, the Hugging Face way:
    **Gradient accumulation is exact**: ``ScratchGPTForCausalLM.forward`` passes ``Trainer``'s
    ``num_items_in_batch`` on to the loss, so ``--batch-size 2 --grad-accum 4`` makes the same updates as
    ``--batch-size 8`` (the loss is summed over every target token of the 8 blocks and divided once);
-4. the model and tokenizer are saved in ``--output-dir`` (loadable with ``AutoModelForCausalLM``), with a
+4. the model and tokenizer are saved in ``--output`` (loadable with ``AutoModelForCausalLM``), with a
    ``training_history.json`` in the format ``scratch_gpt.hub.model_card`` reads.
 
 Run (from the repository root; the corpus defaults to tinyshakespeare.txt in the data folder that ``scratch-gpt data``

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, TensorDataset
 import scratch_gpt.finetune.classifier_pipeline as fc
 from scratch_gpt import ScratchGPTConfig
 from scratch_gpt.finetune.classifier_pipeline import (
+    ClassifierFinetuneConfig,
     TrimPadding,
     evaluate_classifier,
     finetune_classifier,
@@ -126,7 +127,7 @@ def test_trim_padding_drops_only_all_pad_columns(classifier):
 def _run(workdir, out, **kwargs):
     settings = dict(epochs=2, batch_size=4, lr=3e-3, eval_freq=2, eval_iter=1, before_batches=None)
     settings.update(kwargs)
-    return finetune_classifier(workdir / "lm", workdir / "sms.tsv", out, **settings)
+    return finetune_classifier(ClassifierFinetuneConfig(workdir / "lm", workdir / "sms.tsv", out, **settings))
 
 
 @pytest.mark.parametrize("freeze", ["all", "last_block", "lora", "peft-lora"])
@@ -149,7 +150,7 @@ def test_finetune_classifier_end_to_end_and_reload(workdir, tmp_path, freeze):
         assert (out / name).is_file(), name
     assert not list(tmp_path.glob(".tmp-*"))
     saved = json.loads((out / "results.json").read_text())
-    assert saved["accuracy"] == result["accuracy"] and saved["freeze"] == freeze
+    assert saved["accuracy"] == result["accuracy"] and saved["settings"]["freeze"] == freeze
 
     model = AutoModelForSequenceClassification.from_pretrained(out)
     tokenizer = AutoTokenizer.from_pretrained(out)
@@ -175,7 +176,7 @@ def test_finetune_learns_the_toy_task_and_pooling_last_runs(workdir, tmp_path):
     assert result["accuracy"]["train"] >= 0.9  # the toy classes are separable
     assert result["history"]["train_losses"][-1] < result["history"]["train_losses"][0]
     last = _run(workdir, tmp_path / "b", freeze="all", pooling="last", max_steps=2)
-    assert last["pooling"] == "last" and last["history"]["global_step"] == 2
+    assert last["settings"]["pooling"] == "last" and last["history"]["global_step"] == 2
 
 
 def test_output_folder_protection_and_overwrite(workdir, tmp_path):
@@ -210,6 +211,12 @@ def test_failed_save_leaves_no_output(workdir, tmp_path, monkeypatch):
         ({"epochs": 0}, ValueError, "epochs must be a positive integer"),
         ({"batch_size": 100}, ValueError, "fewer than batch_size=100"),
         ({"lr": -1.0}, ValueError, "lr must be a positive number"),
+        ({"lr": float("nan")}, ValueError, "lr must be a finite number"),
+        ({"weight_decay": float("inf")}, ValueError, "weight_decay must be a finite number"),
+        ({"lora_alpha": float("nan")}, ValueError, "lora_alpha must be a finite number"),
+        ({"dropout": 1.5}, ValueError, "dropout must be a finite number >= 0 and < 1"),
+        ({"max_steps": 0}, ValueError, "max_steps must be a positive integer or None"),
+        ({"labels": {"ham": 0}}, ValueError, "labels must map at least two"),
         ({"max_length": 1000}, ValueError, "max_length must be an int in"),
     ],
 )
@@ -219,14 +226,30 @@ def test_finetune_bad_arguments(workdir, tmp_path, kwargs, error, match):
     assert not (tmp_path / "out").exists()
 
 
+def test_settings_are_the_config_as_a_dict(workdir, tmp_path):
+    import dataclasses
+
+    config = ClassifierFinetuneConfig(
+        workdir / "lm", workdir / "sms.tsv", tmp_path / "out", epochs=1, batch_size=4, max_steps=1
+    )
+    result = finetune_classifier(config)
+    expected = {k: str(v) if hasattr(v, "__fspath__") else v for k, v in dataclasses.asdict(config).items()}
+    assert result["settings"] == expected
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["settings"] == expected
+    assert ClassifierFinetuneConfig(**expected) == dataclasses.replace(config, model_dir=str(config.model_dir),
+        data_path=str(config.data_path), output_dir=str(config.output_dir))  # fmt: skip
+
+
 def test_finetune_bad_model_folders(workdir, tmp_path):
     with pytest.raises(FileNotFoundError, match="config.json not found"):
-        finetune_classifier(tmp_path / "nothing", workdir / "sms.tsv", tmp_path / "out")
+        finetune_classifier(
+            ClassifierFinetuneConfig(tmp_path / "nothing", workdir / "sms.tsv", tmp_path / "out")
+        )
     bare = tmp_path / "bare"
     bare.mkdir()
     (bare / "config.json").write_text((workdir / "lm" / "config.json").read_text())
     with pytest.raises(FileNotFoundError, match="no usable tokenizer"):
-        finetune_classifier(bare, workdir / "sms.tsv", tmp_path / "out")
+        finetune_classifier(ClassifierFinetuneConfig(bare, workdir / "sms.tsv", tmp_path / "out"))
     (bare / "config.json").write_text('{"model_type": "bert"}')
     with pytest.raises(ValueError, match="model_type 'bert'"):
         load_classifier(bare)
@@ -259,7 +282,7 @@ def test_finetune_rejects_a_tokenizer_larger_than_the_vocabulary(workdir, tmp_pa
     ScratchGPTForCausalLM(ScratchGPTConfig(**{k: v for k, v in config.items() if k in {
         "vocab_size", "n_positions", "n_embd", "n_layer", "n_head", "dropout"}})).save_pretrained(small)  # fmt: skip
     with pytest.raises(ValueError, match="the tokenizer has 30[0-9] tokens but the model only 100"):
-        finetune_classifier(small, workdir / "sms.tsv", tmp_path / "out")
+        finetune_classifier(ClassifierFinetuneConfig(small, workdir / "sms.tsv", tmp_path / "out"))
 
 
 # --- a GPT-2 folder (OpenAI's format) ----------------------------------------------------------------------------
@@ -293,7 +316,7 @@ def test_finetune_from_a_gpt2_folder(gpt2_dir, workdir, tmp_path, converted):
         from scratch_gpt.hub.convert_gpt2 import convert_from_gpt2
 
         source = convert_from_gpt2(gpt2_dir, tmp_path / "converted")
-    result = finetune_classifier(
+    config = ClassifierFinetuneConfig(
         source,
         workdir / "sms.tsv",
         tmp_path / "clf",
@@ -302,6 +325,7 @@ def test_finetune_from_a_gpt2_folder(gpt2_dir, workdir, tmp_path, converted):
         max_steps=2,
         freeze="last_block",
     )
+    result = finetune_classifier(config)
     assert result["pad_token_id"] == 50256  # GPT-2 has no pad token: the book pads with <|endoftext|>
     assert result["history"]["global_step"] == 2
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "clf")

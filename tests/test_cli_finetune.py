@@ -38,7 +38,7 @@ def test_finetune_classifier_command(workdir, tmp_path, capsys):
     assert main(argv) == 0
     printed = capsys.readouterr().out
     results = json.loads((out / "results.json").read_text())
-    assert results["freeze"] == "all" and results["settings"]["lr"] == 1e-3
+    assert results["settings"]["freeze"] == "all" and results["settings"]["lr"] == 1e-3
     assert results["history"]["global_step"] == 2
     assert "Ep 1 (Step 000000): Train loss" in printed  # the book's progress lines
     test_acc = results["accuracy"]["test"] * 100
@@ -50,15 +50,49 @@ def test_finetune_classifier_command(workdir, tmp_path, capsys):
 
 
 def test_defaults_are_the_books():
+    from scratch_gpt.cli.finetune import _config_from_args
+    from scratch_gpt.finetune.classifier_pipeline import ClassifierFinetuneConfig
+    from scratch_gpt.finetune.instruction_pipeline import InstructFinetuneConfig
+
     args = build_parser().parse_args(["finetune-classifier", "-m", "m", "--data", "d", "-o", "o"])
-    assert (args.epochs, args.batch_size, args.lr, args.weight_decay) == (5, 8, 5e-5, 0.1)
-    assert (args.freeze, args.pooling, args.seed, args.eval_freq, args.eval_iter) == (
+    config = _config_from_args(ClassifierFinetuneConfig, args)
+    assert config == ClassifierFinetuneConfig("m", "d", "o")  # the CLI's defaults are the config's
+    assert (config.epochs, config.batch_size, config.lr, config.weight_decay) == (5, 8, 5e-5, 0.1)
+    assert (config.freeze, config.pooling, config.seed, config.eval_freq, config.eval_iter) == (
         "last_block",
         "last_real",
         123,
         50,
         5,
     )
+    args = build_parser().parse_args(["finetune-instruct", "-m", "m", "--data", "d", "-o", "o"])
+    config = _config_from_args(InstructFinetuneConfig, args, on_error="raise")
+    assert config == InstructFinetuneConfig("m", "d", "o")
+    assert (config.epochs, config.batch_size, config.lr, config.weight_decay, config.eval_freq) == (
+        2,
+        8,
+        5e-5,
+        0.1,
+        5,
+    )
+    args = build_parser().parse_args(
+        ["finetune-classifier", "-m", "m", "--data", "d", "-o", "o", "--epochs", "2", "--lr", "1e-3"]
+    )
+    assert _config_from_args(ClassifierFinetuneConfig, args) == ClassifierFinetuneConfig(
+        "m", "d", "o", epochs=2, lr=1e-3
+    )
+
+
+def test_help_shows_the_config_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["finetune-classifier", "--help"])
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "passes over the training split (default: 5)" in printed
+    assert "evaluate the loss every N steps (default: 50)" in printed
+    with pytest.raises(SystemExit):
+        main(["finetune-instruct", "--help"])
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "passes over the training split (default: 2)" in printed
 
 
 def test_errors_print_one_line(workdir, tmp_path, capsys):

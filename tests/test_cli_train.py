@@ -50,18 +50,20 @@ def test_pretrain_command(tmp_path, capsys):
 
 
 def test_pretrain_defaults_to_one_epoch_and_zero_clip_means_off(tmp_path, capsys, monkeypatch):
-    import scratch_gpt.training.from_corpus as gpt_train
+    import dataclasses
+
+    import scratch_gpt.training.from_corpus as from_corpus
 
     seen = {}
 
-    def fake(corpus, output_dir, **kwargs):
-        seen.update(kwargs, corpus=corpus, output_dir=output_dir)
+    def fake(config, corpus):
+        seen.update(dataclasses.asdict(config), corpus=corpus.corpus)
         raise ValueError("stop here")
 
-    monkeypatch.setattr(gpt_train, "pretrain_from_corpus", fake)
+    monkeypatch.setattr(from_corpus, "pretrain_from_corpus", fake)
     assert main(["pretrain", "a.txt", "b.jsonl", "-o", "out", "--grad-clip", "0"]) == 1
     assert seen["corpus"] == ["a.txt", "b.jsonl"] and seen["num_epochs"] == 1 and seen["max_steps"] is None
-    assert seen["grad_clip"] is None and seen["mixed_precision"] == "auto"
+    assert seen["grad_clip"] is None and seen["mixed_precision"] == "auto" and seen["output_dir"] == "out"
     assert "stop here" in capsys.readouterr().err
 
 

@@ -12,6 +12,7 @@ from instruct_helpers import RECORDS, save_tiny_checkpoint, tiny_model, tiny_tok
 from scratch_gpt.finetune.instruction_data import RESPONSE_HEADER, InstructionDataset, format_input
 from scratch_gpt.finetune.instruction_pipeline import (
     LORA_TARGETS,
+    InstructFinetuneConfig,
     finetune_instruct,
     save_instruction_checkpoint,
 )
@@ -29,7 +30,11 @@ def folders(tmp_path):
     return model_dir, data, tmp_path / "out"
 
 
-QUICK = dict(epochs=1, batch_size=4, lr=1e-3, eval_freq=2, eval_iter=1, max_new_tokens=4, log_fn=None)
+QUICK = dict(epochs=1, batch_size=4, lr=1e-3, eval_freq=2, eval_iter=1, max_new_tokens=4)
+
+
+def run(model_dir, data, out, **settings):
+    return finetune_instruct(InstructFinetuneConfig(model_dir, data, out, **settings), log=None)
 
 
 # --- saving --------------------------------------------------------------------------------
@@ -60,7 +65,7 @@ def test_save_instruction_checkpoint_attaches_the_template(tokenizer, tmp_path):
 @pytest.mark.slow
 def test_finetune_instruct_end_to_end(folders):
     model_dir, data, out = folders
-    result = finetune_instruct(model_dir, data, out, **{**QUICK, "epochs": 3})
+    result = run(model_dir, data, out, **{**QUICK, "epochs": 3})
     files = {p.name for p in out.iterdir()}
     expected = {"config.json", "model.safetensors", "tokenizer.json", "chat_template.jinja", "training_history.json",
                 "loss_plot.png", "test_responses.json", "results.json"}  # fmt: skip
@@ -85,7 +90,7 @@ def test_finetune_instruct_with_lora_trains_adapters_only(folders):
     from safetensors.torch import load_file
 
     model_dir, data, out = folders
-    result = finetune_instruct(model_dir, data, out, **QUICK, lora_rank=2, lora_alpha=4.0, num_test=1)
+    result = run(model_dir, data, out, **QUICK, lora_rank=2, lora_alpha=4.0, num_test=1)
     # rank r on the 6 Linear layers of each of 2 blocks (n_embd 32, feed-forward 128): r*(in+out) each
     per_block = 4 * (32 + 32) + (32 + 128) + (128 + 32)
     assert result["trainable_parameters"] == 2 * 2 * per_block == 2304
@@ -115,31 +120,34 @@ def test_finetune_instruct_with_lora_trains_adapters_only(folders):
         ({"epochs": 0}, "epochs must be a positive integer"),
         ({"batch_size": 2.5}, "batch_size must be a positive integer"),
         ({"lr": 0}, "lr must be a positive number"),
-        ({"weight_decay": -1}, "weight_decay must be >= 0"),
+        ({"weight_decay": -1}, "weight_decay must be a finite number >= 0"),
         ({"lora_rank": 0}, "lora_rank must be a positive integer"),
         ({"max_steps": 0}, "max_steps must be a positive integer"),
-        ({"num_test": -1}, "num_test must be None"),
+        ({"num_test": -1}, "num_test must be an integer >= 0 or None"),
+        ({"lr": float("nan")}, "lr must be a finite number"),
+        ({"grad_clip": float("inf")}, "grad_clip must be a finite number"),
+        ({"on_error": "ignore"}, "on_error must be one of"),
         ({"batch_size": 18}, "batch_size 18 is larger than the 17 training records"),
     ],
 )
 def test_bad_settings_raise(folders, overrides, message):
     model_dir, data, out = folders
     with pytest.raises(ValueError, match=message):
-        finetune_instruct(model_dir, data, out, **{**QUICK, **overrides})
+        run(model_dir, data, out, **{**QUICK, **overrides})
 
 
 def test_bad_paths_raise(folders, tmp_path):
     model_dir, data, out = folders
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        finetune_instruct(tmp_path / "nope", data, out, **QUICK)
+        run(tmp_path / "nope", data, out, **QUICK)
     with pytest.raises(FileNotFoundError, match="not found"):
-        finetune_instruct(model_dir, tmp_path / "nope.json", out, **QUICK)
+        run(model_dir, tmp_path / "nope.json", out, **QUICK)
     with pytest.raises(ValueError, match="is the model folder"):
-        finetune_instruct(model_dir, data, model_dir, **QUICK)
+        run(model_dir, data, model_dir, **QUICK)
     (model_dir / "tokenizer.json").unlink()
     (model_dir / "tokenizer_config.json").unlink()
     with pytest.raises(FileNotFoundError, match="no tokenizer"):
-        finetune_instruct(model_dir, data, out, **QUICK)
+        run(model_dir, data, out, **QUICK)
 
 
 def test_bad_records_raise_naming_the_record(folders):
@@ -148,7 +156,7 @@ def test_bad_records_raise_naming_the_record(folders):
     del broken[5]["output"]
     write_records(data, broken)
     with pytest.raises(ValueError, match=r"record 5: missing key 'output'"):
-        finetune_instruct(model_dir, data, out, **QUICK)
+        run(model_dir, data, out, **QUICK)
 
 
 # --- the Trainer example ---------------------------------------------------------------------------------

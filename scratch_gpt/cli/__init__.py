@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "model",  # generate, convert
     "train",  # pretrain, demo
     "finetune",  # finetune-classifier, finetune-instruct, chat
+    "dpo",  # finetune-dpo
     "hub",  # push
     "data",  # data
 )

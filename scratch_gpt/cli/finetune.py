@@ -1,8 +1,15 @@
-"""``scratch-gpt finetune-classifier`` (book chapter 6), and later the chapter 7 commands, in one command group.
+"""``scratch-gpt finetune-classifier`` (book chapter 6), ``finetune-instruct`` and ``chat`` (chapter 7).
 
 * ``finetune-classifier --model DIR --data FILE --output DIR`` fine-tunes a pretrained checkpoint (scratch_gpt,
-  or a Hugging Face GPT-2 folder) into a spam classifier with ``finetune_classifier.finetune_classifier`` and
-  prints the accuracies before and after, the trainable parameters and the time.
+  or a Hugging Face GPT-2 folder) into a spam classifier with ``finetune.classifier_pipeline.finetune_classifier``
+  and prints the accuracies before and after, the trainable parameters and the time.
+* ``finetune-instruct --model DIR --data FILE --output DIR`` instruction-fine-tunes a causal LM with
+  ``finetune.instruction_pipeline.finetune_instruct`` and prints the held-out response loss and ROUGE-L.
+* ``chat --model DIR`` answers instructions typed on stdin, streaming (``finetune.chat.chat_with_model_dir``).
+
+The options both fine-tuning commands take are defined once (``_add_shared_options``), with their defaults
+read from the command's config class (``ClassifierFinetuneConfig``, ``InstructFinetuneConfig``), so the CLI
+and the library cannot disagree; ``_config_from_args`` turns the parsed options back into that config.
 
 Each command is one ``_add_<command>(subparsers)`` function decorated with ``@_command``; ``register`` calls
 them in order. A new command is a new decorated function plus its handler: nothing else here changes. The
@@ -12,7 +19,10 @@ handlers parse, call one library function and print.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import importlib
 from collections.abc import Callable
+from typing import Any
 
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
 
@@ -32,6 +42,127 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 # --------------------------------------------------------------------------------------------------------
+# The options both fine-tuning commands share
+# --------------------------------------------------------------------------------------------------------
+
+
+class _ConfigDefault:
+    """An option's default that is the default of a field of the command's config class.
+
+    It stays unresolved while parsing, so building the parser imports neither the pipeline nor torch;
+    ``str()`` (what ``%(default)s`` in a help text calls) imports the config class and reads the field's default.
+    ``_config_from_args`` leaves such values out, so the config's own default applies.
+    """
+
+    def __init__(self, config_class: str, name: str) -> None:
+        self.config_class, self.name = config_class, name  # "module:Class" under scratch_gpt, field name
+
+    def value(self) -> Any:
+        module, cls = self.config_class.split(":")
+        fields = dataclasses.fields(getattr(importlib.import_module(f"..{module}", __package__), cls))
+        return next(f.default for f in fields if f.name == self.name)
+
+    def __str__(self) -> str:
+        return str(self.value())
+
+
+CLASSIFIER_CONFIG = "finetune.classifier_pipeline:ClassifierFinetuneConfig"
+INSTRUCT_CONFIG = "finetune.instruction_pipeline:InstructFinetuneConfig"
+
+
+def _add_shared_options(parser: argparse.ArgumentParser, config_class: str, *, data_help: str) -> None:
+    """The options of ``finetune-classifier`` and ``finetune-instruct``; defaults come from ``config_class``."""
+
+    def default(name: str) -> _ConfigDefault:
+        return _ConfigDefault(config_class, name)
+
+    parser.add_argument(
+        "--model", "-m", dest="model_dir", required=True, metavar="DIR", help="pretrained checkpoint folder"
+    )
+    parser.add_argument("--data", dest="data_path", required=True, metavar="FILE", help=data_help)
+    parser.add_argument(
+        "--output",
+        "-o",
+        dest="output_dir",
+        required=True,
+        metavar="DIR",
+        help="folder for the fine-tuned model",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=default("epochs"),
+        help="passes over the training split (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=default("batch_size"),
+        help="examples per step (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--lr", type=float, default=default("lr"), help="AdamW learning rate (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--weight-decay",
+        type=float,
+        default=default("weight_decay"),
+        help="AdamW weight decay (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=default("seed"),
+        help="seed of the new weights' init, the batch order and dropout (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--eval-freq",
+        type=int,
+        default=default("eval_freq"),
+        help="evaluate the loss every N steps (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--eval-iter",
+        type=int,
+        default=default("eval_iter"),
+        help="batches per evaluation (default: %(default)s)",
+    )
+    parser.add_argument("--max-steps", type=int, default=None, help="stop after N optimizer steps")
+    parser.add_argument("--dropout", type=float, default=None, help="override the checkpoint's dropout rate")
+    parser.add_argument(
+        "--lora-alpha",
+        type=float,
+        default=default("lora_alpha"),
+        help="LoRA alpha, the update's scale (default: %(default)s)",
+    )
+    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument(
+        "--book",
+        dest="book_conventions",
+        action="store_true",
+        help="follow the book's conventions exactly, to reproduce its numbers (batch order from the global "
+        "RNG, its evaluation schedule; see the chapter pages)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="do not print the progress lines")
+
+
+def _config_from_args(config_class: type, args: argparse.Namespace, **extra: Any) -> Any:
+    """``config_class`` built from the parsed options named like its fields (those left at their default are
+    left out, so the config's defaults apply), plus ``extra``."""
+    names = {f.name for f in dataclasses.fields(config_class)}
+    values = {
+        name: value
+        for name, value in vars(args).items()
+        if name in names and not isinstance(value, _ConfigDefault)
+    }
+    return config_class(**{**values, **extra})
+
+
+def _print_now(line: str) -> None:
+    print(line, flush=True)  # progress lines show up at once, also when stdout goes to a log file
+
+
+# --------------------------------------------------------------------------------------------------------
 # finetune-classifier (chapter 6)
 # --------------------------------------------------------------------------------------------------------
 
@@ -46,96 +177,60 @@ def _add_finetune_classifier(subparsers: argparse._SubParsersAction) -> None:
         "results.json and classifier_curves.png. Defaults are the book's: 5 epochs, batch 8, lr 5e-5, "
         "weight decay 0.1, last block + final norm + head trained.",
     )
-    parser.add_argument("--model", "-m", required=True, metavar="DIR", help="pretrained checkpoint folder")
-    parser.add_argument(
-        "--data", required=True, metavar="FILE", help="label<TAB>text file (SMSSpamCollection.tsv)"
-    )
-    parser.add_argument(
-        "--output", "-o", required=True, metavar="DIR", help="folder for the fine-tuned model"
-    )
+    _add_shared_options(parser, CLASSIFIER_CONFIG, data_help="label<TAB>text file (SMSSpamCollection.tsv)")
     parser.add_argument(
         "--freeze",
-        default="last_block",
+        default=_ConfigDefault(CLASSIFIER_CONFIG, "freeze"),
         choices=["last_block", "all", "lora", "peft-lora"],
         help="what to train: the book's last block + final norm + head (default), all weights, hand-written "
         "LoRA on every Linear, or peft LoRA on the blocks (head trained fully)",
     )
     parser.add_argument(
         "--pooling",
-        default="last_real",
+        default=_ConfigDefault(CLASSIFIER_CONFIG, "pooling"),
         choices=["last_real", "last"],
         help="classify at the last real token (default) or at the last position (a pad for shorter messages)",
     )
-    parser.add_argument("--epochs", type=int, default=5, help="passes over the training split (default: 5)")
-    parser.add_argument("--batch-size", type=int, default=8, help="messages per step (default: 8)")
-    parser.add_argument("--lr", type=float, default=5e-5, help="AdamW learning rate (default: 5e-5)")
-    parser.add_argument("--weight-decay", type=float, default=0.1, help="AdamW weight decay (default: 0.1)")
-    parser.add_argument("--seed", type=int, default=123, help="seed of the head init, batch order, dropout")
-    parser.add_argument(
-        "--eval-freq", type=int, default=50, help="evaluate the loss every N steps (default: 50)"
-    )
-    parser.add_argument("--eval-iter", type=int, default=5, help="batches per evaluation (default: 5)")
     parser.add_argument(
         "--max-length", type=int, default=None, help="pad/truncate to N tokens (default: longest)"
     )
-    parser.add_argument("--max-steps", type=int, default=None, help="stop after N steps (smoke tests)")
-    parser.add_argument("--dropout", type=float, default=None, help="override the checkpoint's dropout rate")
-    parser.add_argument("--lora-rank", type=int, default=16, help="LoRA rank (default: 16)")
-    parser.add_argument("--lora-alpha", type=float, default=16, help="LoRA alpha (default: 16)")
+    parser.add_argument(
+        "--lora-rank",
+        type=int,
+        default=_ConfigDefault(CLASSIFIER_CONFIG, "lora_rank"),
+        help="LoRA rank, for --freeze lora/peft-lora (default: %(default)s)",
+    )
     parser.add_argument(
         "--lora-scaling",
-        default="book",
+        default=_ConfigDefault(CLASSIFIER_CONFIG, "lora_scaling"),
         choices=["book", "peft"],
         help="LoRA update scale: alpha (the book, default) or alpha / rank (peft's convention)",
     )
     parser.add_argument(
-        "--tokenizer", default=None, metavar="DIR", help="tokenizer folder (default: --model)"
+        "--tokenizer",
+        dest="tokenizer_dir",
+        default=None,
+        metavar="DIR",
+        help="tokenizer folder (default: --model)",
     )
-    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--overwrite", action="store_true", help="write into a non-empty --output folder")
-    parser.add_argument("--quiet", action="store_true", help="do not print the loss every --eval-freq steps")
     parser.set_defaults(func=_finetune_classifier)
 
 
-def _print_now(line: str) -> None:
-    print(line, flush=True)  # progress lines show up at once, also when stdout goes to a log file
-
-
 def _finetune_classifier(args: argparse.Namespace) -> int:
-    from ..finetune.classifier_pipeline import finetune_classifier
+    from ..finetune.classifier_pipeline import ClassifierFinetuneConfig, finetune_classifier
 
-    result = finetune_classifier(
-        args.model,
-        args.data,
-        args.output,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        freeze=args.freeze,
-        pooling=args.pooling,
-        seed=args.seed,
-        eval_freq=args.eval_freq,
-        eval_iter=args.eval_iter,
-        max_length=args.max_length,
-        max_steps=args.max_steps,
-        dropout=args.dropout,
-        lora_rank=args.lora_rank,
-        lora_alpha=args.lora_alpha,
-        lora_scaling=args.lora_scaling,
-        tokenizer_dir=args.tokenizer,
-        device=args.device,
-        overwrite=args.overwrite,
-        log=None if args.quiet else _print_now,
-    )
+    config = _config_from_args(ClassifierFinetuneConfig, args)
+    result = finetune_classifier(config, log=None if args.quiet else _print_now)
+    settings = result["settings"]
     before, after = result["accuracy_before"], result["accuracy"]
     for name in ("train", "validation", "test"):
         print(f"{name:>10} accuracy: {before[name] * 100:6.2f}% before -> {after[name] * 100:6.2f}% after")
     print(
         f"trained {result['trainable_params']:,} of {result['total_params']:,} parameters "
-        f"({result['freeze']}, pooling {result['pooling']}) in {result['train_seconds']:.1f} s"
+        f"({settings['freeze']}, pooling {settings['pooling']}) in {result['train_seconds']:.1f} s"
     )
-    print(f"saved the classifier, results.json and {result['plot']} to {result['output_dir']}")
+    print(f"saved the classifier, results.json and {result['plot']} to {settings['output_dir']}")
     return 0
 
 
@@ -155,15 +250,7 @@ def _add_finetune_instruct(subparsers: argparse._SubParsersAction) -> None:
         "loss_plot.png, test_responses.json (greedy answers to the test split) and results.json (held-out "
         "response loss/perplexity and ROUGE-L, a word-overlap score, not a judgment of correctness).",
     )
-    finetune.add_argument("--model", "-m", required=True, metavar="DIR", help="pretrained checkpoint folder")
-    finetune.add_argument(
-        "--data", required=True, metavar="PATH", help="instruction records (.json or .jsonl)"
-    )
-    finetune.add_argument("--output", "-o", required=True, metavar="DIR", help="folder to write results to")
-    finetune.add_argument("--epochs", type=int, default=2, help="passes over the training split (default: 2)")
-    finetune.add_argument("--batch-size", type=int, default=8, help="records per step (default: 8)")
-    finetune.add_argument("--lr", type=float, default=5e-5, help="AdamW learning rate (default: 5e-5)")
-    finetune.add_argument("--weight-decay", type=float, default=0.1, help="AdamW weight decay (default: 0.1)")
+    _add_shared_options(finetune, INSTRUCT_CONFIG, data_help="instruction records (.json or .jsonl)")
     finetune.add_argument(
         "--mask-instruction",
         action="store_true",
@@ -171,24 +258,15 @@ def _add_finetune_instruct(subparsers: argparse._SubParsersAction) -> None:
     )
     finetune.add_argument("--lora-rank", type=int, default=None, help="train LoRA adapters of this rank only")
     finetune.add_argument(
-        "--lora-alpha", type=float, default=16.0, help="LoRA alpha, book scaling (default: 16)"
-    )
-    finetune.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
-    finetune.add_argument("--eval-freq", type=int, default=5, help="evaluate every N steps (default: 5)")
-    finetune.add_argument("--eval-iter", type=int, default=5, help="batches per evaluation (default: 5)")
-    finetune.add_argument("--dropout", type=float, default=None, help="override the checkpoint's dropout")
-    finetune.add_argument(
-        "--max-new-tokens", type=int, default=256, help="longest generated test answer (default: 256)"
+        "--max-new-tokens",
+        type=int,
+        default=_ConfigDefault(INSTRUCT_CONFIG, "max_new_tokens"),
+        help="longest generated test answer (default: %(default)s)",
     )
     finetune.add_argument("--num-test", type=int, default=None, help="answer only the first N test records")
     finetune.add_argument(
         "--skip-bad-records", action="store_true", help="skip malformed records with a warning"
     )
-    finetune.add_argument("--seed", type=int, default=123, help="random seed (default: 123)")
-    finetune.add_argument(
-        "--device", default=None, help="torch device (default: cuda if available, else cpu)"
-    )
-    finetune.add_argument("--quiet", action="store_true", help="do not print the progress lines")
     finetune.set_defaults(func=_finetune_instruct)
 
 
@@ -214,35 +292,17 @@ def _add_chat(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _finetune_instruct(args: argparse.Namespace) -> int:
-    from ..finetune.instruction_pipeline import finetune_instruct
+    from ..finetune.instruction_pipeline import InstructFinetuneConfig, finetune_instruct
 
-    result = finetune_instruct(
-        args.model,
-        args.data,
-        args.output,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        mask_instruction=args.mask_instruction,
-        lora_rank=args.lora_rank,
-        lora_alpha=args.lora_alpha,
-        seed=args.seed,
-        eval_freq=args.eval_freq,
-        eval_iter=args.eval_iter,
-        max_steps=args.max_steps,
-        dropout=args.dropout,
-        max_new_tokens=args.max_new_tokens,
-        num_test=args.num_test,
-        on_error="skip" if args.skip_bad_records else "raise",
-        device=args.device,
-        log_fn=None if args.quiet else print,
-    )
+    on_error = "skip" if args.skip_bad_records else "raise"
+    config = _config_from_args(InstructFinetuneConfig, args, on_error=on_error)
+    result = finetune_instruct(config, log=None if args.quiet else print)
     after = result["after"]
     print(
         f"{result['steps']} steps in {result['train_seconds']:.0f} s; held-out test responses: loss "
         f"{after['test_response_loss']:.3f}, perplexity {after['test_response_perplexity']:.2f}; mean ROUGE-L F1 "
-        f"{result['rouge_l_f1_overlap_mean']:.3f} (word overlap, not correctness); saved to {result['output_dir']}"
+        f"{result['rouge_l_f1_overlap_mean']:.3f} (word overlap, not correctness); saved to "
+        f"{result['settings']['output_dir']}"
     )
     return 0
 

@@ -1,7 +1,7 @@
 """``scratch-gpt pretrain`` and ``scratch-gpt demo``: train a GPT from scratch (book chapters 2, 4, 5).
 
 * ``pretrain CORPUS... --output DIR`` trains (or loads) a tokenizer and pretrains a GPT on text files, folders,
-  JSON Lines or a saved ``datasets`` dataset (``gpt_train.pretrain_from_corpus``). Run it under
+  JSON Lines or a saved ``datasets`` dataset (``training.from_corpus.pretrain_from_corpus``). Run it under
   ``accelerate launch`` for several GPUs or nodes.
 * ``demo`` trains a tokenizer and a small GPT on the Python standard library's docstrings (a fixed amount of
   work, about 5 minutes on an idle 2-core CPU), reloads the result with ``AutoModelForCausalLM`` and prints a
@@ -71,6 +71,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--min-lr", type=float, default=0.0, help="learning rate at the end of the cosine decay"
     )
     train.add_argument("--warmup-steps", type=int, default=0, help="steps of linear warmup")
+    train.add_argument("--initial-lr", type=float, default=0.0,
+                       help="with --book: appendix D's learning rate at the first warmup step")  # fmt: skip
     train.add_argument(
         "--schedule", choices=["cosine", "constant"], default="cosine", help="after the warmup"
     )
@@ -99,6 +101,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes")
     train.add_argument("--time-limit", type=float, metavar="SECONDS", help="stop cleanly after this long")
     train.add_argument("--no-progress", action="store_true", help="no progress bar or evaluation lines")
+    train.add_argument(
+        "--book",
+        action="store_true",
+        help="follow the book's conventions exactly, to reproduce its numbers: its model initialization "
+        "(untied head), global-RNG batch order, weight decay on all parameters, evaluation after steps 1, 6, "
+        "11, ..., appendix D's warmup/cosine/clipping (see docs/chapters/ch05-pretraining-and-generation.md)",
+    )
     p.set_defaults(func=_pretrain)
 
     d = subparsers.add_parser(
@@ -125,11 +134,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _pretrain(args: argparse.Namespace) -> int:
-    from ..training.from_corpus import describe, pretrain_from_corpus
+    from ..training.from_corpus import CorpusConfig, describe, pretrain_from_corpus
+    from ..training.pretrain import PretrainConfig
 
-    result = pretrain_from_corpus(
-        args.corpus,
-        args.output,
+    corpus = CorpusConfig(
+        corpus=args.corpus,
         tokenizer=args.tokenizer,
         vocab_size=args.vocab_size,
         preset=args.preset,
@@ -143,6 +152,9 @@ def _pretrain(args: argparse.Namespace) -> int:
         text_field=args.text_field,
         pattern=args.pattern,
         decode_errors=args.decode_errors,
+    )
+    config = PretrainConfig(
+        output_dir=args.output,
         max_steps=args.max_steps,
         num_epochs=None if args.max_steps is not None else (1 if args.epochs is None else args.epochs),
         batch_size=args.batch_size,
@@ -165,7 +177,10 @@ def _pretrain(args: argparse.Namespace) -> int:
         num_workers=args.num_workers,
         time_limit_s=args.time_limit,
         show_progress=not args.no_progress,
+        book_conventions=args.book,
+        initial_lr=args.initial_lr,
     )
+    result = pretrain_from_corpus(config, corpus)
     print(describe(result))
     return 0
 

@@ -186,8 +186,8 @@ def run_demo(
             given (the message says what is there and the ways forward), or ``overwrite`` was asked for a
             folder the demo did not write.
     """
-    from .from_corpus import pretrain_from_corpus
-    from .pretrain import check_output_dir
+    from .from_corpus import CorpusConfig, pretrain_from_corpus
+    from .pretrain import PretrainConfig, check_output_dir
 
     if resume and overwrite:
         raise ValueError("resume and overwrite exclude each other: continue the demo, or start it over")
@@ -221,14 +221,16 @@ def run_demo(
         print(
             f"corpus: {n_docs:,} docstrings of the Python standard library, {n_chars:,} characters -> {corpus}"
         )
-    result = pretrain_from_corpus(
+    corpus_settings = CorpusConfig(
         corpus,
-        output_dir,
         vocab_size=s["vocab_size"],
         n_layer=s["n_layer"],
         n_embd=s["n_embd"],
         n_head=s["n_head"],
         context_length=s["context_length"],
+    )
+    config = PretrainConfig(
+        output_dir=output_dir,
         max_steps=s["max_steps"],
         batch_size=s["batch_size"],
         learning_rate=s["learning_rate"],
@@ -244,6 +246,7 @@ def run_demo(
         show_progress=show_progress,
         dataset_name="docstrings of the Python standard library",
     )
+    result = pretrain_from_corpus(config, corpus_settings)
     val_loss = result.history.val_losses[-1]
     _write_state(
         output_dir, size=size, max_steps=s["max_steps"], seed=seed, finished=not result.stopped_early,

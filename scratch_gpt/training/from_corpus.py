@@ -2,14 +2,19 @@
 
 The book's ``gpt_train.py`` script wires chapter 2's data loaders, chapter 4's ``GPTModel`` and chapter 5's
 ``train_model_simple`` together for the-verdict.txt. ``pretrain_from_corpus`` does the same for any corpus
-(a text file, a folder of them, JSON Lines, a ``datasets`` dataset; see ``data.iter_documents``):
+(a text file, a folder of them, JSON Lines, a ``datasets`` dataset; see ``data.iter_documents``). It takes
+two settings objects: ``PretrainConfig`` (the training run, as for ``pretrain``) and ``CorpusConfig`` (the
+corpus, the tokenizer and the model's size):
 
 1. the tokenizer: loaded from a folder, or a byte-level BPE trained on the corpus (``BPETokenizer.train``),
    wrapped as ``ScratchGPTTokenizerFast`` and saved to ``<output_dir>/tokenizer``;
 2. the corpus tokenized once (Rust encoder, each document followed by ``<|endoftext|>``) into a token file
    ``<output_dir>/data/corpus.bin`` (reused while corpus, settings and tokenizer are unchanged);
 3. train/validation windows by position (the last ``val_fraction`` of the tokens validate);
-4. a ``ScratchGPTForCausalLM`` from a preset or explicit sizes, trained by ``pretrain.pretrain``.
+4. a ``ScratchGPTForCausalLM`` from a preset or explicit sizes, trained by ``pretrain.pretrain``. With
+   ``book_conventions=True`` it is the book's ``GPTModel``: a separate output head and PyTorch's default
+   initialization after ``torch.manual_seed(seed)`` (``init_weights_like_the_book``); otherwise GPT-2's
+   initialization with the head tied to the token embedding.
 
 With ``resume=True`` the saved tokenizer and token file are reused and training continues from the newest
 checkpoint. With several processes (``accelerate launch``) the main process prepares tokenizer and token file
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +35,17 @@ import torch
 
 from ..data.sliding_window import iter_documents
 from ..data.token_files import TokenFileDataset, read_token_file_info, write_token_ids
+from .config_checks import check_int, check_number, reject_non_finite
 from .pretrain import PretrainConfig, PretrainResult, check_output_dir, make_accelerator, pretrain
 
-__all__ = ["load_tokenizer", "train_tokenizer", "pretrain_from_corpus", "describe", "EOS_TOKEN"]
+__all__ = [
+    "CorpusConfig",
+    "load_tokenizer",
+    "train_tokenizer",
+    "pretrain_from_corpus",
+    "describe",
+    "EOS_TOKEN",
+]
 
 EOS_TOKEN = "<|endoftext|>"
 GPT2_FILE_PAIRS = (("encoder.json", "vocab.bpe"), ("vocab.json", "merges.txt"))
@@ -127,63 +141,89 @@ def _token_file(corpus: Any, tokenizer: Any, data_dir: Path, read_kwargs: dict[s
     return path
 
 
-def pretrain_from_corpus(
-    corpus: str | Path | Sequence[str | Path] | Any,
-    output_dir: str | Path,
-    *,
-    tokenizer: str | Path | Any | None = None,
-    vocab_size: int = 4096,
-    preset: str | None = None,
-    n_layer: int = 4,
-    n_embd: int = 256,
-    n_head: int = 4,
-    dropout: float = 0.0,
-    context_length: int = 256,
-    stride: int | None = None,
-    val_fraction: float = 0.1,
-    text_field: str = "text",
-    pattern: str = "*.txt",
-    decode_errors: str = "strict",
-    accelerator: Any = None,
-    **train_settings: Any,
-) -> PretrainResult:
-    """Train a tokenizer (unless given) and a GPT on ``corpus``; returns ``pretrain``'s result.
+@dataclass
+class CorpusConfig:
+    """What ``pretrain_from_corpus`` trains on and builds: the corpus, the tokenizer and the model's size.
 
     Args:
         corpus: a text file, ``.jsonl`` file, folder, ``datasets`` dataset, or a list of these.
-        output_dir: where everything is written (see ``pretrain``); the final model loads with
-            ``AutoModelForCausalLM.from_pretrained(output_dir)``.
         tokenizer: a tokenizer folder (see ``load_tokenizer``) or a Hugging Face tokenizer; None trains a
             byte-level BPE with ``vocab_size`` tokens on the corpus (or reuses ``output_dir/tokenizer``
             when resuming).
         preset: a ``ScratchGPTConfig`` preset (``gpt2-small`` ...); otherwise ``n_layer``, ``n_embd`` and
-            ``n_head`` give the size. ``context_length`` is ``n_positions``.
+            ``n_head`` give the size. ``context_length`` is ``n_positions``; ``dropout`` the dropout rate.
         stride: window stride (default: ``context_length``, non-overlapping windows).
         val_fraction: the last fraction of the tokens held out for validation.
         text_field, pattern, decode_errors: how the corpus is read (``data.iter_documents``).
-        train_settings: ``PretrainConfig`` fields (``max_steps`` or ``num_epochs``, ``batch_size``, ``seed``,
-            ``resume`` ...).
     """
-    cfg = PretrainConfig(output_dir=output_dir, **train_settings)
-    output_dir = Path(output_dir)
-    accelerator = accelerator or make_accelerator(cfg.mixed_precision)
-    read_kwargs = {"text_field": text_field, "pattern": pattern, "errors": decode_errors}
+
+    corpus: str | Path | Sequence[str | Path] | Any
+    tokenizer: str | Path | Any | None = None
+    vocab_size: int = 4096
+    preset: str | None = None
+    n_layer: int = 4
+    n_embd: int = 256
+    n_head: int = 4
+    dropout: float = 0.0
+    context_length: int = 256
+    stride: int | None = None
+    val_fraction: float = 0.1
+    text_field: str = "text"
+    pattern: str = "*.txt"
+    decode_errors: str = "strict"
+
+    def __post_init__(self) -> None:
+        reject_non_finite(self)
+        for name in ("vocab_size", "n_layer", "n_embd", "n_head", "context_length"):
+            check_int(name, getattr(self, name))
+        check_int("stride", self.stride, optional=True)
+        check_number("dropout", self.dropout, minimum=0, below=1)
+        check_number("val_fraction", self.val_fraction, above=0, below=1)
+
+    @property
+    def read_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of ``data.iter_documents``."""
+        return {"text_field": self.text_field, "pattern": self.pattern, "errors": self.decode_errors}
+
+
+def pretrain_from_corpus(
+    config: PretrainConfig, corpus: CorpusConfig, *, accelerator: Any = None
+) -> PretrainResult:
+    """Train a tokenizer (unless given) and a GPT on ``corpus.corpus``; returns ``pretrain``'s result.
+
+    ``config`` is the training run (``PretrainConfig``: ``output_dir``, ``max_steps`` or ``num_epochs``,
+    ``batch_size``, ``seed``, ``resume`` ...); everything is written to ``config.output_dir`` and the final model
+    loads with ``AutoModelForCausalLM.from_pretrained(output_dir)``. ``corpus`` says what to train on and what to
+    build (``CorpusConfig``). ``accelerator``: an ``accelerate.Accelerator`` (default: one made for
+    ``config.mixed_precision``).
+    """
+    output_dir = Path(config.output_dir)
+    accelerator = accelerator or make_accelerator(config.mixed_precision)
+    read_kwargs = corpus.read_kwargs
+    context_length = corpus.context_length
     if accelerator.is_main_process:
-        check_output_dir(output_dir, cfg.resume)  # fail before spending time on the tokenizer
+        check_output_dir(output_dir, config.resume)  # fail before spending time on the tokenizer
     with accelerator.main_process_first():
         tok = _prepare_tokenizer(
-            tokenizer, corpus, output_dir, vocab_size, context_length, read_kwargs, cfg.resume, accelerator
+            corpus.tokenizer,
+            corpus.corpus,
+            output_dir,
+            corpus.vocab_size,
+            context_length,
+            read_kwargs,
+            config.resume,
+            accelerator,
         )
-        data_file = _token_file(corpus, tok, output_dir / "data", read_kwargs)
-    stride = stride or context_length
+        data_file = _token_file(corpus.corpus, tok, output_dir / "data", read_kwargs)
+    stride = corpus.stride or context_length
+    val_fraction = corpus.val_fraction
     train = TokenFileDataset(data_file, context_length, stride, split="train", val_fraction=val_fraction)
     val = TokenFileDataset(data_file, context_length, context_length, split="val", val_fraction=val_fraction)
-    model = _build_model(tok, preset, n_layer, n_embd, n_head, dropout, context_length, cfg.seed)
-    if cfg.dataset_name is None:
-        cfg.dataset_name = ", ".join(
-            str(s) for s in (corpus if isinstance(corpus, (list, tuple)) else [corpus])
-        )
-    return pretrain(model, train, val, cfg, tokenizer=tok, accelerator=accelerator)
+    model = _build_model(tok, corpus, config.seed, config.book_conventions)
+    if config.dataset_name is None:
+        sources = corpus.corpus if isinstance(corpus.corpus, (list, tuple)) else [corpus.corpus]
+        config = replace(config, dataset_name=", ".join(str(s) for s in sources))
+    return pretrain(model, train, val, config, tokenizer=tok, accelerator=accelerator)
 
 
 def _prepare_tokenizer(
@@ -204,18 +244,27 @@ def _prepare_tokenizer(
     return tok
 
 
-def _build_model(tok, preset, n_layer, n_embd, n_head, dropout, context_length, seed):  # noqa: ANN001, ANN202
+def _build_model(tok: Any, corpus: CorpusConfig, seed: int, book: bool = False) -> Any:
     from ..configuration_scratch_gpt import ScratchGPTConfig
     from ..modeling_scratch_gpt import ScratchGPTForCausalLM
+    from .book_conventions import init_weights_like_the_book
 
     special = {"eos_token_id": _eos_id(tok), "pad_token_id": tok.pad_token_id}
-    sizes = {"vocab_size": len(tok), "n_positions": context_length, "dropout": dropout, **special}
-    if preset is not None:
-        config = ScratchGPTConfig.from_preset(preset, **sizes)
+    sizes = {
+        "vocab_size": len(tok),
+        "n_positions": corpus.context_length,
+        "dropout": corpus.dropout,
+        **special,
+    }
+    if book:  # the book's GPTModel has a separate output head
+        sizes["tie_word_embeddings"] = False
+    if corpus.preset is not None:
+        config = ScratchGPTConfig.from_preset(corpus.preset, **sizes)
     else:
-        config = ScratchGPTConfig(n_layer=n_layer, n_embd=n_embd, n_head=n_head, **sizes)
+        config = ScratchGPTConfig(n_layer=corpus.n_layer, n_embd=corpus.n_embd, n_head=corpus.n_head, **sizes)
     torch.manual_seed(seed)
-    return ScratchGPTForCausalLM(config)
+    model = ScratchGPTForCausalLM(config)
+    return init_weights_like_the_book(model, seed) if book else model
 
 
 def describe(result: PretrainResult) -> str:
