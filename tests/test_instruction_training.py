@@ -173,3 +173,20 @@ def test_generate_test_responses_marks_prompts_longer_than_the_context(splits):
         model, tokenizer, splits.test[:1], max_new_tokens=6, log_fn=lambda _: None
     )
     assert answered[0]["model_response"] == "" and answered[0]["truncated"] is True
+
+
+def test_long_records_get_our_truncation_message_not_transformers_alarm(tokenizer, splits, caplog, capfd):
+    """finetune-instruct used to print transformers' "sequence length is longer than the specified maximum ...
+    indexing errors" warning; the records are truncated to the context, which is what we say instead."""
+    import logging
+
+    caplog.set_level(logging.WARNING)
+    short = tiny_tokenizer(context_length=16)  # a fresh tokenizer: transformers warns once per tokenizer
+    make_instruction_loaders(splits, short, batch_size=4, context_length=16)
+    messages = [r.getMessage() for r in caplog.records]
+    assert "indexing errors" not in capfd.readouterr().err  # transformers' handler writes to stderr itself
+    ours = [m for m in messages if "longer than the model's context of 16 tokens" in m]
+    assert len(ours) == 1 and "of 17 train" in ours[0] and "cut to its first 16 tokens" in ours[0]
+    caplog.clear()
+    make_instruction_loaders(splits, tokenizer, batch_size=4, context_length=160)
+    assert not caplog.records  # nothing is truncated, nothing is said

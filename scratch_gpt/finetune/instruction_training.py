@@ -26,8 +26,10 @@ format, the collate function and ROUGE-L themselves are in ``instruction.py``.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -51,6 +53,8 @@ __all__ = [
     "response_loss",
     "train_model_simple",
 ]
+
+logger = logging.getLogger(__name__)
 
 ROUGE_NOTE = (
     "ROUGE-L F1 is a word-overlap score between the model's answer and the reference answer (longest common "
@@ -81,10 +85,12 @@ def make_instruction_loaders(
         raise ValueError(
             "the tokenizer has no eos_token_id; instruction data is padded and ended with end-of-text"
         )
-    datasets = {
-        name: InstructionDataset(getattr(splits, name), tokenizer, include_instruction_length=True)
-        for name in ("train", "validation", "test")
-    }
+    with _quiet_length_warning(tokenizer):  # transformers' "indexing errors" alarm; ours below is accurate
+        datasets = {
+            name: InstructionDataset(getattr(splits, name), tokenizer, include_instruction_length=True)
+            for name in ("train", "validation", "test")
+        }
+    _report_truncation(datasets, context_length)
     collate = partial(
         custom_collate_fn,
         pad_token_id=eos_id,
@@ -113,6 +119,45 @@ def make_instruction_loaders(
         "val_responses": DataLoader(datasets["validation"], batch_size, collate_fn=answers_only),
         "test_responses": DataLoader(datasets["test"], batch_size, collate_fn=answers_only),
     }
+
+
+_LENGTH_WARNING = "sequence-length-is-longer-than-the-specified-maximum"  # transformers' once-only key
+
+
+@contextlib.contextmanager
+def _quiet_length_warning(tokenizer: Any) -> Iterator[None]:
+    """Hold back transformers' "Token indices sequence length is longer than the specified maximum sequence
+    length ... will result in indexing errors" while the records are encoded: the collate function truncates
+    them to the context, so no indexing error can happen; ``_report_truncation`` says what really happens."""
+    shown = getattr(tokenizer, "deprecation_warnings", None)
+    if not isinstance(shown, dict):
+        yield
+        return
+    before = shown.get(_LENGTH_WARNING)
+    shown[_LENGTH_WARNING] = True  # as if it had been shown already
+    try:
+        yield
+    finally:
+        if before is None:
+            shown.pop(_LENGTH_WARNING, None)
+        else:
+            shown[_LENGTH_WARNING] = before
+
+
+def _report_truncation(datasets: Mapping[str, InstructionDataset], context_length: int) -> None:
+    """Log how many records are longer than the context (they are cut to it when batched, the book's
+    ``allowed_max_length``), or nothing when none is."""
+    too_long = {
+        name: sum(len(ids) + 1 > context_length for ids in data.encoded_texts)  # + 1: the end-of-text token
+        for name, data in datasets.items()
+    }
+    if any(too_long.values()):
+        counts = ", ".join(f"{too_long[name]} of {len(data)} {name}" for name, data in datasets.items())
+        logger.warning(
+            f"{counts} records are longer than the model's context of {context_length} tokens: each is cut to its "
+            f"first {context_length} tokens when batched (the book's allowed_max_length), so the model never sees "
+            "their ends. A model with a longer context (--context-length when pretraining) keeps them whole."
+        )
 
 
 @torch.no_grad()
