@@ -5,17 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from scratch_gpt.training.demo import DEMO_PROMPTS, SETTINGS, describe_demo, run_demo, stdlib_docstrings
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_stdlib_docstrings_are_deterministic_and_bounded():

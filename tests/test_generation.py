@@ -45,7 +45,13 @@ def test_eos_stops_generation_per_row(hf_model):
     out = generate(hf_model, prompt, 12, eos_id=eos)
     first = int((out[0, 4:] == eos).nonzero()[0]) + 4
     assert (out[0, first:] == eos).all()
-    assert out.shape[1] <= 16
+
+    def steps(row: int) -> int:  # new tokens until row's first eos (included), or all 12
+        hits = (free[row, 4:] == eos).nonzero()
+        return int(hits[0]) + 1 if len(hits) else 12
+
+    assert out.shape[1] == 4 + max(steps(0), steps(1))  # stops once every row has stopped
+    assert torch.equal(out[1, : 4 + steps(1)], free[1, : 4 + steps(1)])
 
 
 def test_sample_next_token_greedy_topk_temperature():

@@ -1,14 +1,16 @@
 """``scratch-gpt train-tokenizer`` / ``encode``: train a byte-level BPE tokenizer and look at its tokens.
 
-Each command parses its arguments, calls one function (``bpe_train.train_tokenizer``, ``bpe.encode_pieces``)
-and prints the result.
+Each command parses its arguments, calls one function (``training.tokenizer_tools.train_tokenizer_on_files``,
+``training.tokenizer_tools.encode_pieces``) and prints the result.
 """
 
 from __future__ import annotations
 
 import argparse
 
-DEFAULT_SPECIAL_TOKENS = ["<|endoftext|>"]
+from ..constants import END_OF_TEXT
+
+DEFAULT_SPECIAL_TOKENS = [END_OF_TEXT]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -61,10 +63,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _train_tokenizer(args: argparse.Namespace) -> int:
-    from ..bpe_train import train_tokenizer
+    from ..training.tokenizer_tools import train_tokenizer_on_files
 
     specials = [] if args.no_special_tokens else (args.special_tokens or DEFAULT_SPECIAL_TOKENS)
-    summary = train_tokenizer(
+    summary = train_tokenizer_on_files(
         args.files,
         args.vocab_size,
         args.output,
@@ -88,7 +90,7 @@ def _train_tokenizer(args: argparse.Namespace) -> int:
 
 
 def _encode(args: argparse.Namespace) -> int:
-    from ..bpe import encode_pieces
+    from ..training.tokenizer_tools import encode_pieces
 
     pieces = encode_pieces(args.tokenizer, args.text, specials_as_text=args.specials_as_text)
     width = max([len(str(token_id)) for token_id, _ in pieces] + [2])

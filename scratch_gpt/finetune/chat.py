@@ -34,13 +34,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from ..generation import context_length, generate_stream
+from ..hub.checkpoint_folder import check_model_folder
+from ..tokenizer_protocol import end_of_text_id
 from .instruction_data import ALPACA_PREAMBLE, RESPONSE_HEADER, format_input
 
 __all__ = [
@@ -230,7 +231,7 @@ def stream_response(
     pieces concatenate to the decoded new tokens, cut at the end-of-text token or stop string.
     """
     prompt_ids = tokenizer.encode(prompt)
-    eos_id = getattr(tokenizer, "eos_token_id", None)
+    eos_id = end_of_text_id(tokenizer)
     decoder = IncrementalDecoder(tokenizer)
     shown = 0  # characters of decoder.emitted already yielded
     for token in stream_generate(model, prompt_ids, max_new_tokens, temperature, top_k, eos_id, generator):
@@ -357,19 +358,7 @@ def load_model_and_tokenizer(
 
     import scratch_gpt  # noqa: F401  (registers model_type "scratch_gpt" with the Auto classes)
 
-    path = Path(model_dir)
-    if not path.is_dir():
-        raise FileNotFoundError(
-            f"model folder {str(path)!r} does not exist; pass a folder written by save_pretrained (e.g. the "
-            "output of `scratch-gpt pretrain` or `scratch-gpt finetune-instruct`)"
-        )
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"{str(path)!r} has no config.json, so it is not a saved model folder")
-    if not any((path / name).is_file() for name in ("tokenizer.json", "vocab.json", "tokenizer_config.json")):
-        raise FileNotFoundError(
-            f"{str(path)!r} has no tokenizer (tokenizer.json / vocab.json); save one into it with "
-            "tokenizer.save_pretrained(dir)"
-        )
+    path = check_model_folder(model_dir, tokenizer=True)
     model = AutoModelForCausalLM.from_pretrained(str(path), **model_kwargs)
     tokenizer = AutoTokenizer.from_pretrained(str(path))
     vocab_size = model.get_input_embeddings().num_embeddings

@@ -35,10 +35,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..generation import generate
+from ..generation import generate, model_logits
 from ..kernels.loss import cross_entropy
+from ..tokenizer_protocol import end_of_text_id
 from ..training.history import LossHistory
-from ..training.pretrain import calc_logits, calc_loss_batch, calc_loss_loader
+from ..training.pretrain import calc_loss_batch, calc_loss_loader
 from .chat import build_prompt
 from .instruction_data import InstructionDataset, custom_collate_fn, extract_response, rouge_l_f1
 
@@ -73,7 +74,7 @@ def make_instruction_loaders(
     book; ``val``/``test`` keep their order and every record. ``val_responses``/``test_responses`` always mask
     the prompt tokens: their loss is the loss of the answers alone.
     """
-    eos_id = getattr(tokenizer, "eos_token_id", None)
+    eos_id = end_of_text_id(tokenizer)
     if eos_id is None:
         raise ValueError(
             "the tokenizer has no eos_token_id; instruction data is padded and ended with end-of-text"
@@ -121,7 +122,7 @@ def response_loss(model: nn.Module, data_loader: DataLoader, device: Any = None)
     for inputs, targets in data_loader:
         if device is not None:
             inputs, targets = inputs.to(device), targets.to(device)
-        logits = calc_logits(model, inputs)  # (B, T, vocab_size)
+        logits = model_logits(model, inputs)  # (B, T, vocab_size)
         total += cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum").item()  # (B*T, V)
         count += int((targets != -100).sum())
     model.train(was_training)

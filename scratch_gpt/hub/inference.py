@@ -9,9 +9,8 @@ For the book-style loop on an in-memory model, see ``generation.generate``.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
-_TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer_config.json")
+from .checkpoint_folder import check_model_folder
 
 
 def generate_from_pretrained(
@@ -38,25 +37,15 @@ def generate_from_pretrained(
         num_beams: beam search width (1 = no beam search).
 
     Raises:
-        FileNotFoundError: ``model_dir`` does not exist.
-        ValueError: bad option values, a folder without tokenizer, or a prompt + ``max_new_tokens`` longer than
+        FileNotFoundError: ``model_dir`` does not exist or holds no model or tokenizer (``check_model_folder``).
+        ValueError: bad option values, or a prompt + ``max_new_tokens`` longer than
             the model's context.
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     _check_generate_options(max_new_tokens, temperature, top_k, top_p, num_beams)
-    model_dir = Path(model_dir)
-    if not model_dir.is_dir():
-        raise FileNotFoundError(
-            f"model folder {model_dir} does not exist (give a folder written by save_pretrained)"
-        )
-    if not any((model_dir / name).is_file() for name in _TOKENIZER_FILES):
-        raise ValueError(
-            f"{model_dir} has no tokenizer (no tokenizer.json, vocab.json or tokenizer_config.json); save one "
-            f"there with tokenizer.save_pretrained({str(model_dir)!r}), or copy the tokenizer files of the model "
-            f"it was converted from"
-        )
+    model_dir = check_model_folder(model_dir, tokenizer=True)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
     if torch.cuda.is_available():
