@@ -2,9 +2,9 @@
 
 The same job as ``scratch-gpt pretrain``, the Hugging Face way:
 
-1. the corpus becomes a ``datasets.Dataset`` (``hf_data.load_text_dataset``), is tokenized and packed into
+1. the corpus becomes a ``datasets.Dataset`` (``data.hf_datasets.load_text_dataset``), is tokenized and packed into
    blocks of ``--context-length`` ids with ``Dataset.map(batched=True, num_proc=...)``
-   (``hf_data.tokenize_and_pack``; every document followed by ``<|endoftext|>``, ``labels == input_ids``:
+   (``data.hf_datasets.tokenize_and_pack``; every document followed by ``<|endoftext|>``, ``labels == input_ids``:
    the model shifts them inside its loss); the last 10% of the blocks are held out for evaluation;
 2. the tokenizer is a byte-level BPE trained on the corpus (``training.from_corpus.train_tokenizer``) or loaded
    (``--tokenizer``);

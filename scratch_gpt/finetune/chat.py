@@ -1,6 +1,6 @@
 """Talking to an instruction-tuned model: the Alpaca chat template and a streaming chat loop (book chapter 7).
 
-The book fine-tunes on prompts built by ``format_input`` (``instruction.py``) followed by ``"\\n\\n### Response:\\n"``
+The book fine-tunes on prompts built by ``format_input`` (``instruction_data.py``) followed by ``"\\n\\n### Response:\\n"``
 and reads the answer off the generated text. This module makes that prompt format the tokenizer's own:
 
 * ``CHAT_TEMPLATE`` is a Jinja chat template. For one user message,
@@ -57,7 +57,7 @@ __all__ = [
 ]
 
 # Where a response ends if the model does not emit end-of-text: it starts a new Alpaca section
-# (the same cut that ``instruction.extract_response`` makes).
+# (the same cut that ``instruction_data.extract_response`` makes).
 STOP_STRINGS: tuple[str, ...] = ("\n\n### ",)
 
 

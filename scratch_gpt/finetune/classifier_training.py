@@ -16,7 +16,7 @@ The book's steps, as functions:
 
 Everything here takes a ``ScratchGPTForSequenceClassification`` and ``DataLoader``s of ``(input_ids, label)``
 batches. Not here: data loading and model loading, and the pipeline from a checkpoint folder to a fine-tuned one
-(all in ``finetune_classifier.py``); LoRA itself (``lora.py``).
+(all in ``classifier_pipeline.py``); LoRA itself (``lora.py``).
 """
 
 from __future__ import annotations

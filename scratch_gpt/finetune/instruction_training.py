@@ -19,9 +19,9 @@ ROUGE-L is a word-overlap score, **not** a judgment of correctness: the book gra
 judge (Ollama), which cannot run here, so no judged score is reported (``ROUGE_NOTE`` says so in the results).
 
 Everything here takes a causal LM that is already loaded, its tokenizer and the split records. Not here (all
-in ``finetune_instruct.py``): loading the model and the records, applying and merging LoRA, saving the
+in ``instruction_pipeline.py``): loading the model and the records, applying and merging LoRA, saving the
 checkpoint with its chat template, and the pipeline from a checkpoint folder to a fine-tuned one. The record
-format, the collate function and ROUGE-L themselves are in ``instruction.py``.
+format, the collate function and ROUGE-L themselves are in ``instruction_data.py``.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ standard library's source, and its docstrings are a few megabytes of English abo
 1. collects the docstrings of the standard library (``sysconfig``'s ``stdlib`` folder, files in sorted
    order, test folders skipped, each docstring one document) into ``<output_dir>/corpus/stdlib_docstrings.jsonl``;
 2. trains a byte-level BPE tokenizer (2,048 tokens) and a 4-layer GPT (context 128, about 2.2M parameters)
-   on it with ``gpt_train.pretrain_from_corpus`` (book chapters 2, 4 and 5; warmup + cosine decay);
+   on it with ``from_corpus.pretrain_from_corpus`` (book chapters 2, 4 and 5; warmup + cosine decay);
 3. reloads the saved checkpoint with ``AutoModelForCausalLM.from_pretrained`` and ``AutoTokenizer``, and
    generates a few continuations with ``model.generate()``.
 

@@ -20,7 +20,7 @@ Data: ``train_data``/``val_data`` are map-style datasets of ``(input, target)`` 
 batch (``batch_size`` x processes) is cut into one slice per process, so a resumed or multi-process run sees
 exactly the batches a single uninterrupted process would.
 
-Deliberately not here: tokenizer training, corpus reading and model construction (``gpt_train.py``),
+Deliberately not here: tokenizer training, corpus reading and model construction (``from_corpus.py``),
 FSDP (its sharded state dicts are not gathered for checkpoints; use DDP, or ``Trainer``), and early stopping.
 """
 

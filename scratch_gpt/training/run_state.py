@@ -13,7 +13,7 @@ Files of one checkpoint folder::
     optimizer.pt, scheduler.pt            state dicts (torch.save; loaded with weights_only=True)
     rng_state_<rank>.pt                   RNG states of process <rank> (weights_only-safe too)
     trainer_state.json                    step, data position (micro-batches consumed), tokens seen, settings
-    training_history.json                 the loss history so far (``loss_history.py``)
+    training_history.json                 the loss history so far (``history.py``)
     manifest.json                         sizes and checksums of the above (``checkpoints.py``)
 
 Deliberately not here: deciding when to save (the loop does) and FSDP-sharded optimizer states.
