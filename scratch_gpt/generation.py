@@ -20,9 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .constants import END_OF_TEXT
 from .kv_cache import KVCache
-from .tokenizer_protocol import is_hf_tokenizer
+from .tokenizer_protocol import encode_allowing_end_of_text
 
 
 def model_logits(
@@ -189,10 +188,7 @@ def generate_stream(
 
 def text_to_token_ids(text: str, tokenizer: Any) -> torch.Tensor:
     """Encode ``text`` into a ``(1, T)`` id tensor (the book's helper); ``<|endoftext|>`` is allowed."""
-    if is_hf_tokenizer(tokenizer):  # its special-token text always becomes the special token
-        ids = tokenizer.encode(text)
-    else:
-        ids = tokenizer.encode(text, allowed_special={END_OF_TEXT})
+    ids = encode_allowing_end_of_text(tokenizer, text)
     return torch.tensor(ids, dtype=torch.long).unsqueeze(0)
 
 

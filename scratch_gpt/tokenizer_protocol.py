@@ -11,6 +11,7 @@ and names its end-of-text id ``eos_token_id``. This module is the only place tha
 * ``as_text_tokenizer``: any supported tokenizer as a ``TextTokenizer`` (a Hugging Face one wrapped in
   ``HFTokenizerAdapter``, which adds no special tokens and encodes batches in one call);
 * ``end_of_text_id``: the ``<|endoftext|>`` id of any of them (None if it has none);
+* ``encode_allowing_end_of_text``: ids of a text in which ``<|endoftext|>`` is that token (for prompts);
 * ``save_tokenizer``: ``save_pretrained`` or ``BPETokenizer.save``.
 """
 
@@ -27,6 +28,7 @@ __all__ = [
     "TextEncoder",
     "TextTokenizer",
     "as_text_tokenizer",
+    "encode_allowing_end_of_text",
     "end_of_text_id",
     "is_hf_tokenizer",
     "save_tokenizer",
@@ -92,6 +94,18 @@ def as_text_tokenizer(tokenizer: Any) -> TextTokenizer:
             "pass a BPETokenizer, a tiktoken encoding or a Hugging Face tokenizer"
         )
     return tokenizer
+
+
+def encode_allowing_end_of_text(tokenizer: Any, text: str) -> list[int]:
+    """``text``'s ids where a spelled-out ``<|endoftext|>`` becomes that special token (the book's
+    ``text_to_token_ids``): a Hugging Face tokenizer does so anyway, ``BPETokenizer`` and tiktoken are told to
+    with ``allowed_special``, and a minimal ``encode(text)`` tokenizer is called as it is."""
+    if is_hf_tokenizer(tokenizer):
+        return tokenizer.encode(text)
+    try:
+        return tokenizer.encode(text, allowed_special={END_OF_TEXT})
+    except TypeError:  # an encode(text) without allowed_special
+        return tokenizer.encode(text)
 
 
 def end_of_text_id(tokenizer: Any) -> int | None:

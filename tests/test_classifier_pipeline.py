@@ -242,7 +242,7 @@ def test_settings_are_the_config_as_a_dict(workdir, tmp_path):
 
 
 def test_finetune_bad_model_folders(workdir, tmp_path):
-    with pytest.raises(FileNotFoundError, match="has no config.json"):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
         finetune_classifier(
             ClassifierFinetuneConfig(tmp_path / "nothing", workdir / "sms.tsv", tmp_path / "out")
         )
