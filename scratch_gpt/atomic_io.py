@@ -7,6 +7,7 @@ implementation of this; everything that writes a file or a Hugging Face folder g
 * ``atomic_write_bytes`` / ``atomic_write_text``: one file from bytes (or chunks of bytes) or text;
 * ``atomic_write``: one file written by a function given the temporary path (e.g. ``fig.savefig``);
 * ``write_dir_atomically``: a whole folder (``save_pretrained`` of a model and its tokenizer, plus reports).
+* ``ensure_writable_dir``: the one check that a folder can be written to, before any work starts.
 
 Standard library only, so that the tokenizer files that import it stay light in remote-code checkpoints.
 """
@@ -29,7 +30,10 @@ def atomic_write(
     fails, ``path`` is unchanged and the temporary file is gone.
     """
     path = Path(path)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    # the writer's pid in the name tells a killed write's leftover from one in progress (see data/token_files.py)
+    handle, temporary = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=suffix
+    )
     os.close(handle)
     try:
         write(Path(temporary))
@@ -57,6 +61,26 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes | Iterable[byte
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` (UTF-8, ``\\n`` line ends as given) to ``path``, fsynced, atomically."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def ensure_writable_dir(path: str | os.PathLike[str], what: str = "output directory") -> Path:
+    """Create ``path`` if needed and check that files can be created in it.
+
+    The one writability check of the package (run folders, checkpoints, token files). Raises
+    ``NotADirectoryError`` if ``path`` is a file, ``PermissionError`` naming the folder otherwise.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"the {what} {path} exists and is not a folder; choose another path")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-", delete=True)  # noqa: SIM115
+        probe.close()
+    except OSError as err:
+        raise PermissionError(
+            f"cannot write to the {what} {path}: {err.strerror or err}; choose a folder you can write to"
+        ) from None
+    return path
 
 
 def write_dir_atomically(output: str | os.PathLike[str], write: Callable[[Path], object]) -> Path:

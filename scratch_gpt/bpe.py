@@ -152,7 +152,9 @@ class BPETokenizer:
     def from_gpt2_files(cls, encoder_json: str | os.PathLike, vocab_bpe: str | os.PathLike) -> BPETokenizer:
         """Load OpenAI's original GPT-2 files (``encoder.json`` + ``vocab.bpe``, or ``vocab.json`` + ``merges.txt``).
 
-        Tokens that are neither a byte nor a merge result (GPT-2: ``<|endoftext|>``) become special tokens.
+        Tokens that are neither a byte nor a merge result and are written ``<|name|>`` (GPT-2:
+        ``<|endoftext|>``) become special tokens; any other such token means the merges file is truncated
+        or belongs to another vocabulary, a ``ValueError`` naming both files.
         """
         return cls._from_files(Path(encoder_json), Path(vocab_bpe), GPT2_PATTERN)
 
@@ -161,7 +163,7 @@ class BPETokenizer:
         cls, vocab_path: Path, merges_path: Path, pattern: str, special_tokens: dict[str, int] | None = None
     ) -> BPETokenizer:
         """Read GPT-2-format files; if ``special_tokens`` is given, the files' leftover entries must match it."""
-        vocab, merges, found_specials = read_gpt2_files(vocab_path, merges_path)
+        vocab, merges, found_specials = read_gpt2_files(vocab_path, merges_path, special_tokens)
         if special_tokens is not None and found_specials != special_tokens:
             raise ValueError(
                 f"{str(vocab_path)!r} does not match {BPE_CONFIG_FILE}: its special tokens are {found_specials}, "

@@ -14,6 +14,7 @@ penalties and streaming, use ``model.generate()`` from ``transformers`` on ``Scr
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -96,8 +97,8 @@ def sample_next_token(
     ``top_k`` keeps only the k largest logits; ``temperature > 0`` divides the logits by it and samples from the
     softmax (higher = more random); ``temperature == 0`` is greedy decoding (argmax).
     """
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
+    if not (math.isfinite(temperature) and temperature >= 0):  # NaN would silently decode greedily
+        raise ValueError(f"temperature must be >= 0 (0 = greedy) and finite, got {temperature}")
     if top_k is not None:
         if top_k <= 0:
             raise ValueError(f"top_k must be a positive integer or None, got {top_k}")
@@ -163,6 +164,8 @@ def generate_stream(
         raise ValueError(
             f"idx must be a (batch, tokens) tensor with at least one token, got shape {tuple(idx.shape)}"
         )
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
     context_size = min(context_size or context_length(model), context_length(model))
     cache: KVCache | None = KVCache() if use_cache else None
     finished = torch.zeros(idx.shape[0], dtype=torch.bool, device=idx.device)

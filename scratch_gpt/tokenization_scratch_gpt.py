@@ -105,6 +105,12 @@ class ScratchGPTTokenizerFast(PreTrainedTokenizerFast):
         kwargs = _special_token_kwargs(bpe, model_max_length, padding_side, eos_token, pad_token)
         return cls(tokenizer_object=bpe.to_tokenizers(), **kwargs)
 
+    def _decode(self, token_ids: int | list[int], *args: Any, **kwargs: Any) -> str:
+        """As the base class, but an id outside the vocabulary is a ``ValueError`` (the Rust decoder would
+        silently drop it)."""
+        _check_ids(token_ids, len(self))
+        return super()._decode(token_ids, *args, **kwargs)
+
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args: Any, **kwargs: Any):
         """Load a tokenizer that ``save_pretrained`` wrote (a local folder or a Hub repo id).
@@ -317,6 +323,19 @@ def _special_token_kwargs(
         "model_max_length": model_max_length,
         "clean_up_tokenization_spaces": False,  # decode(encode(text)) must give the text back
     }
+
+
+def _check_ids(token_ids: Any, vocab_size: int) -> None:
+    """Raise ``ValueError`` naming the first id outside ``[0, vocab_size)``."""
+    ids = [token_ids] if isinstance(token_ids, int) else token_ids
+    if isinstance(ids, dict):
+        ids = ids.get("input_ids", [])
+    for i in ids:
+        if not isinstance(i, int) or not 0 <= i < vocab_size:
+            raise ValueError(
+                f"cannot decode token id {i!r}: ids must be integers in [0, {vocab_size}) for this tokenizer; "
+                "the ids come from another tokenizer or model"
+            )
 
 
 def _is_ordinary_token(bpe: BPETokenizer, token: str) -> bool:

@@ -31,7 +31,7 @@ def test_pretrain_command(tmp_path, capsys):
 
     # --resume continues; without it the existing run is protected
     assert main(["pretrain", str(data_file("the-verdict.txt")), "-o", str(out), "--max-steps", "4", "--resume",
-                 *TINY, *QUIET]) == 0  # fmt: skip
+                 "--lr", "1e-3", "--warmup-steps", "1", *TINY, *QUIET]) == 0  # fmt: skip
     assert "trained 4 steps" in capsys.readouterr().out
     assert (
         main(
@@ -109,6 +109,7 @@ def test_demo_command_passes_options(monkeypatch, capsys):
         "time_limit_s": None,
         "resume": False,
         "seed": 5,
+        "overwrite": False,
     }
     printed = capsys.readouterr().out
     assert "Trained 7 steps" in printed and "'Return the' -> 'Return the value'" in printed

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import sys
 from collections.abc import Sequence
 
@@ -22,8 +23,20 @@ COMMAND_MODULES: tuple[str, ...] = (
     "model",  # generate, convert
     "train",  # pretrain, demo
     "finetune",  # finetune-classifier, finetune-instruct, chat
+    "dpo",  # finetune-dpo
     "hub",  # push
 )
+
+
+def finite_float(text: str) -> float:
+    """``type=`` for float options: a number, never NaN or infinity (they would silently poison a run)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,8 +67,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
+    from ..hub.loading import CheckpointLoadError
+
     try:
         result = args.func(args)
+    except CheckpointLoadError as err:  # a folder that cannot be loaded: status 2, as argparse's usage errors
+        print(f"scratch-gpt {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except (MemoryError, RuntimeError) as err:  # torch.OutOfMemoryError is a RuntimeError
+        if not _out_of_memory(err):
+            raise
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        print(
+            f"scratch-gpt {args.command}: error: out of memory ({first}); the sizes are too large for this machine: "
+            "lower them (e.g. --n-embd, --n-layer, --batch-size, --context-length)",
+            file=sys.stderr,
+        )
+        return 1
     except (
         ValueError,
         TypeError,
@@ -65,11 +93,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         PermissionError,
         ConnectionError,
         StrictDataclassError,
+        OSError,  # e.g. a full disk; its message names the file
     ) as err:
         # Library errors are written to name the problem and the fix; show them without a traceback.
         print(f"scratch-gpt {args.command}: error: {err}", file=sys.stderr)
         return 1
     return int(result or 0)
+
+
+def _out_of_memory(err: BaseException) -> bool:
+    text = str(err)
+    return isinstance(err, MemoryError) or any(
+        s in text
+        for s in ("out of memory", "can't allocate memory", "DefaultCPUAllocator", "not enough memory")
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

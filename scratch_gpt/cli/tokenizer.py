@@ -41,6 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="split pattern: GPT-2's (default), GPT-4's (cl100k), or your own regular expression",
     )
     train.add_argument("--encoding", default="utf-8", help="text encoding of the files (default: utf-8)")
+    train.add_argument(
+        "--overwrite", action="store_true", help="replace an --output folder that holds other files"
+    )
     train.set_defaults(func=_train_tokenizer)
 
     encode = subparsers.add_parser(
@@ -63,18 +66,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _train_tokenizer(args: argparse.Namespace) -> int:
+    from ..training.run_folder import claim_run_folder
     from ..training.tokenizer_tools import train_tokenizer_on_files
 
     specials = [] if args.no_special_tokens else (args.special_tokens or DEFAULT_SPECIAL_TOKENS)
-    summary = train_tokenizer_on_files(
-        args.files,
-        args.vocab_size,
-        args.output,
-        special_tokens=specials,
-        pattern=args.pattern,
-        show_progress=True,
-        encoding=args.encoding,
-    )
+    settings = {"files": args.files, "vocab_size": args.vocab_size, "special_tokens": specials}
+    with claim_run_folder(
+        args.output, "tokenizer", command="train-tokenizer", settings=settings, overwrite=args.overwrite
+    ):
+        summary = train_tokenizer_on_files(
+            args.files,
+            args.vocab_size,
+            args.output,
+            special_tokens=specials,
+            pattern=args.pattern,
+            show_progress=True,
+            encoding=args.encoding,
+        )
     tokenizer = summary.tokenizer
     print(
         f"vocab size: {tokenizer.vocab_size:,} (256 bytes + {len(tokenizer.merges):,} merges + "

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 
+from . import finite_float
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``pretrain`` and ``demo`` to the ``scratch-gpt`` parser."""
@@ -30,6 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--output", "-o", required=True, metavar="DIR", help="folder for checkpoints and the model"
     )
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an --output folder that holds other files (kept until the run has finished)")  # fmt: skip
     data = p.add_argument_group("data")
     data.add_argument("--tokenizer", metavar="DIR", help="use this tokenizer folder instead of training one")
     data.add_argument("--vocab-size", type=int, default=4096, help="BPE vocabulary when training one")
@@ -42,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     data.add_argument("--stride", type=int, help="window stride (default: the context length)")
     data.add_argument(
         "--val-fraction",
-        type=float,
+        type=finite_float,
         default=0.1,
         help="the last fraction of the tokens, held out for validation",
     )
@@ -50,13 +54,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     data.add_argument("--pattern", default="*.txt", help="which files to read inside folders")
     data.add_argument("--decode-errors", choices=["strict", "replace"], default="strict",
                       help="undecodable bytes: stop with an error naming file and offset, or replace them")  # fmt: skip
+    data.add_argument("--specials-in-text", action="store_true",
+                      help="encode text spelling a special token (<|endoftext|>) as that token (default: as text)")  # fmt: skip
     model = p.add_argument_group("model")
     model.add_argument("--preset", choices=["gpt2-small", "gpt2-medium", "gpt2-large", "gpt2-xl"],
                        help="GPT-2 sizes (gpt2-small: 124M); overrides --n-layer/--n-embd/--n-head")  # fmt: skip
     model.add_argument("--n-layer", type=int, default=4, help="transformer blocks")
     model.add_argument("--n-embd", type=int, default=256, help="embedding size")
     model.add_argument("--n-head", type=int, default=4, help="attention heads (must divide --n-embd)")
-    model.add_argument("--dropout", type=float, default=0.0, help="dropout rate")
+    model.add_argument("--dropout", type=finite_float, default=0.0, help="dropout rate")
     train = p.add_argument_group("training")
     length = train.add_mutually_exclusive_group()
     length.add_argument("--max-steps", type=int, help="optimizer steps")
@@ -65,18 +71,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--grad-accum", type=int, default=1, help="micro-steps (gradient accumulation) per optimizer step"
     )
-    train.add_argument("--lr", type=float, default=4e-4, help="peak learning rate")
+    train.add_argument("--lr", type=finite_float, default=4e-4, help="peak learning rate")
     train.add_argument(
-        "--min-lr", type=float, default=0.0, help="learning rate at the end of the cosine decay"
+        "--min-lr", type=finite_float, default=0.0, help="learning rate at the end of the cosine decay"
     )
     train.add_argument("--warmup-steps", type=int, default=0, help="steps of linear warmup")
+    train.add_argument("--initial-lr", type=finite_float, default=0.0,
+                       help="with --book: appendix D's learning rate at the first warmup step")  # fmt: skip
     train.add_argument(
         "--schedule", choices=["cosine", "constant"], default="cosine", help="after the warmup"
     )
     train.add_argument(
-        "--weight-decay", type=float, default=0.1, help="AdamW weight decay (on weight matrices only)"
+        "--weight-decay", type=finite_float, default=0.1, help="AdamW weight decay (on weight matrices only)"
     )
-    train.add_argument("--grad-clip", type=float, default=1.0, help="max gradient norm; 0 turns clipping off")
+    train.add_argument(
+        "--grad-clip", type=finite_float, default=1.0, help="max gradient norm; 0 turns clipping off"
+    )
     train.add_argument(
         "--eval-interval", type=int, default=50, help="steps between evaluations (and samples)"
     )
@@ -92,12 +102,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--resume", action="store_true", help="continue from the newest checkpoint in --output"
     )
+    train.add_argument("--allow-changed-settings", action="store_true",
+                       help="with --resume: apply changed settings (learning rate, seed, ...) and record them")  # fmt: skip
+    train.add_argument("--skip-nonfinite", action="store_true",
+                       help="skip (and count) steps with a NaN/inf loss or gradient instead of stopping")  # fmt: skip
     train.add_argument("--mixed-precision", choices=["auto", "no", "bf16", "fp16"], default="auto",
                        help="auto: bf16 on GPUs that support it, else full precision")  # fmt: skip
     train.add_argument("--compile", action="store_true", help="torch.compile the model")
     train.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes")
-    train.add_argument("--time-limit", type=float, metavar="SECONDS", help="stop cleanly after this long")
+    train.add_argument(
+        "--time-limit", type=finite_float, metavar="SECONDS", help="stop cleanly after this long"
+    )
     train.add_argument("--no-progress", action="store_true", help="no progress bar or evaluation lines")
+    train.add_argument(
+        "--book",
+        action="store_true",
+        help="follow the book's conventions exactly, to reproduce its numbers: its model initialization "
+        "(untied head), global-RNG batch order, weight decay on all parameters, evaluation after steps 1, 6, "
+        "11, ..., appendix D's warmup/cosine/clipping (see docs/chapters/ch05-pretraining-and-generation.md)",
+    )
     p.set_defaults(func=_pretrain)
 
     d = subparsers.add_parser(
@@ -113,9 +136,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     d.add_argument("--quick", action="store_true", help="a seconds-long run with a tiny model (a smoke test)")
     d.add_argument("--max-steps", type=int, help="override the number of training steps")
     d.add_argument(
-        "--time-limit", type=float, metavar="SECONDS", help="override the training time limit (270 s)"
+        "--time-limit", type=finite_float, metavar="SECONDS", help="override the training time limit (270 s)"
     )
     d.add_argument("--resume", action="store_true", help="continue an interrupted demo in --output")
+    d.add_argument(
+        "--overwrite", action="store_true", help="replace an --output folder that holds other files"
+    )
     d.add_argument("--seed", type=int, default=123, help="random seed")
     d.set_defaults(func=_demo)
 
@@ -139,6 +165,7 @@ def _pretrain(args: argparse.Namespace) -> int:
         text_field=args.text_field,
         pattern=args.pattern,
         decode_errors=args.decode_errors,
+        specials_in_text=args.specials_in_text,
     )
     config = PretrainConfig(
         output_dir=args.output,
@@ -164,6 +191,11 @@ def _pretrain(args: argparse.Namespace) -> int:
         num_workers=args.num_workers,
         time_limit_s=args.time_limit,
         show_progress=not args.no_progress,
+        overwrite=args.overwrite,
+        allow_changed_settings=args.allow_changed_settings,
+        on_nonfinite="skip" if args.skip_nonfinite else "stop",
+        book_conventions=args.book,
+        initial_lr=args.initial_lr,
     )
     result = pretrain_from_corpus(config, corpus)
     print(describe(result))
@@ -180,6 +212,7 @@ def _demo(args: argparse.Namespace) -> int:
         time_limit_s=args.time_limit,
         resume=args.resume,
         seed=args.seed,
+        overwrite=args.overwrite,
     )
     print(describe_demo(result))
     return 0

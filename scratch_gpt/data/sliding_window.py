@@ -253,7 +253,20 @@ def _iter_jsonl(path: Path, text_field: str, encoding: str, errors: str) -> Iter
                 raise ValueError(
                     f"{path}{where}: field {text_field!r} must be a string, got {type(text).__name__}"
                 )
+            check_no_lone_surrogate(text, f"{path}{where}: field {text_field!r}")
             yield text
+
+
+def check_no_lone_surrogate(text: str, where: str) -> None:
+    """Raise ``ValueError`` if ``text`` holds a lone surrogate (a JSON escape such as ``"\\ud800"`` without
+    its pair), which is no character and cannot be encoded; ``where`` names the file and line."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ValueError(
+            f"{where} holds a lone surrogate {text[err.start]!r} at character {err.start} (an escaped "
+            "\\ud800-\\udfff without its pair), which is not text; fix or remove that line"
+        ) from None
 
 
 def _is_saved_dataset(path: Path) -> bool:

@@ -34,13 +34,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from ..generation import context_length, generate_stream
-from ..hub.checkpoint_folder import check_model_folder
 from ..tokenizer_protocol import end_of_text_id
 from .instruction_data import ALPACA_PREAMBLE, RESPONSE_HEADER, format_input
 
@@ -358,8 +358,12 @@ def load_model_and_tokenizer(
 
     import scratch_gpt  # noqa: F401  (registers model_type "scratch_gpt" with the Auto classes)
 
-    path = check_model_folder(model_dir, tokenizer=True)
-    model = AutoModelForCausalLM.from_pretrained(str(path), **model_kwargs)
+    from ..hub.loading import check_checkpoint_config, check_tokenizer_files, load_checked
+
+    path = Path(model_dir)
+    check_checkpoint_config(path)  # CheckpointLoadError: one line naming the file and the fix
+    check_tokenizer_files(path)
+    model = load_checked(AutoModelForCausalLM, path, **model_kwargs)
     tokenizer = AutoTokenizer.from_pretrained(str(path))
     vocab_size = model.get_input_embeddings().num_embeddings
     if len(tokenizer) > vocab_size:

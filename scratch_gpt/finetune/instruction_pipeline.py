@@ -60,6 +60,7 @@ from ..training.config_checks import (
     reject_non_finite,
 )
 from ..training.pretrain import calc_loss_loader
+from ..training.run_folder import claim_run_folder
 from .chat import add_chat_template, build_prompt, load_model_and_tokenizer
 from .instruction_data import load_instruction_data, split_instruction_data
 from .instruction_training import (
@@ -124,6 +125,12 @@ class InstructFinetuneConfig:
         num_test: answer only the first N test records (None: all of them).
         on_error: bad records raise (``"raise"``) or are skipped with a warning (``"skip"``).
         device: ``"cpu"``, ``"cuda"``, ...; None picks CUDA when available.
+        overwrite: replace an ``output_dir`` that holds anything but an earlier instruction run's output (the
+            old content is removed once the new run has finished; see ``training.run_folder``).
+        book_conventions: reproduce the book's chapter 7 run: the training order from the global RNG
+            (re-seeded with ``seed`` right before training, as the book does), evaluations after steps 1, 6,
+            11, ... (ours: 5, 10, ...), the book's end-of-text rule in ``custom_collate_fn`` (a literal
+            end-of-text inside a response hides the closing one; ours keeps both) and dropout 0.0.
     """
 
     model_dir: str | os.PathLike[str]
@@ -146,9 +153,20 @@ class InstructFinetuneConfig:
     num_test: int | None = None
     on_error: Literal["raise", "skip"] = "raise"
     device: str | None = None
+    overwrite: bool = False
+    book_conventions: bool = False
 
     def __post_init__(self) -> None:
         reject_non_finite(self)
+        if not isinstance(self.book_conventions, bool):
+            raise ValueError(f"book_conventions must be True or False, got {self.book_conventions!r}")
+        if self.book_conventions:
+            if self.dropout not in (None, 0.0):
+                raise ValueError(
+                    f"the book fine-tunes with dropout 0.0; leave dropout unset with book_conventions=True "
+                    f"(got {self.dropout})"
+                )
+            self.dropout = 0.0
         for name in ("epochs", "batch_size", "eval_freq", "eval_iter", "max_new_tokens"):
             check_int(name, getattr(self, name))
         for name in ("max_steps", "lora_rank"):
@@ -194,7 +212,17 @@ def finetune_instruct(
         time, losses before and after, held-out response loss/perplexity, mean ROUGE-L (an overlap score),
         samples and file paths.
     """
-    log = log or _silent
+    with claim_run_folder(
+        config.output_dir,
+        "instruct",
+        command="finetune-instruct",
+        settings=config_to_json(config),
+        overwrite=config.overwrite,
+    ):
+        return _finetune_instruct(config, log or _silent)
+
+
+def _finetune_instruct(config: InstructFinetuneConfig, log: Callable[[str], None]) -> dict[str, Any]:
     started = time.perf_counter()
     run = _load(config)
     _data(config, run)
@@ -228,6 +256,7 @@ def _data(config: InstructFinetuneConfig, run: _InstructRun) -> None:
         context_length=run.context_length,
         mask_instruction=config.mask_instruction,
         seed=config.seed,
+        book_conventions=config.book_conventions,
     )
 
 
@@ -251,6 +280,8 @@ def _train(config: InstructFinetuneConfig, run: _InstructRun, log: Callable[[str
         "val_loss": calc_loss_loader(run.loaders["val"], model, device, num_batches=eval_iter),
     }
     log(f"before fine-tuning: train loss {before['train_loss']:.3f}, val loss {before['val_loss']:.3f}")
+    if config.book_conventions:
+        torch.manual_seed(config.seed)  # the book seeds right before train_model_simple
     optimizer = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay
     )
@@ -271,6 +302,7 @@ def _train(config: InstructFinetuneConfig, run: _InstructRun, log: Callable[[str
         max_steps=config.max_steps,
         grad_clip=config.grad_clip,
         log_fn=log,
+        book_conventions=config.book_conventions,
     )
     train_seconds = time.perf_counter() - train_started
     if config.lora_rank is not None:

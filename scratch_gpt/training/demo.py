@@ -125,6 +125,7 @@ def run_demo(
     resume: bool = False,
     seed: int = 123,
     show_progress: bool = True,
+    overwrite: bool = False,
 ) -> DemoResult:
     """Train a tokenizer and a small GPT on the standard library's docstrings, save, reload and generate.
 
@@ -135,9 +136,11 @@ def run_demo(
         resume: continue an interrupted demo from its newest checkpoint.
         seed: the random seed (model initialization, data order, sampling).
         show_progress: the progress bar and evaluation lines.
+        overwrite: replace an ``output_dir`` that holds other files (see ``run_folder``).
     """
     from .from_corpus import CorpusConfig, pretrain_from_corpus
     from .pretrain import PretrainConfig, check_output_dir
+    from .run_folder import claim_run_folder
 
     started = time.perf_counter()
     s = dict(SETTINGS["quick" if quick else "full"])
@@ -147,16 +150,6 @@ def run_demo(
         s["time_limit_s"] = time_limit_s
     output_dir = Path(output_dir)
     corpus = output_dir / "corpus" / "stdlib_docstrings.jsonl"
-    if resume and corpus.is_file():
-        lines = corpus.read_text(encoding="utf-8").splitlines()
-        n_docs, n_chars = len(lines), sum(len(json.loads(x)["text"]) for x in lines)
-    else:
-        check_output_dir(output_dir, resume)  # before writing anything into it
-        n_docs, n_chars = write_demo_corpus(corpus, s["max_chars"])
-    if show_progress:
-        print(
-            f"corpus: {n_docs:,} docstrings of the Python standard library, {n_chars:,} characters -> {corpus}"
-        )
     corpus_settings = CorpusConfig(
         corpus,
         vocab_size=s["vocab_size"],
@@ -183,7 +176,19 @@ def run_demo(
         show_progress=show_progress,
         dataset_name="docstrings of the Python standard library",
     )
-    result = pretrain_from_corpus(config, corpus_settings)
+    settings = {**s, "seed": seed}
+    with claim_run_folder(output_dir, "pretrain", command="demo", settings=settings, overwrite=overwrite):
+        if resume and corpus.is_file():
+            lines = corpus.read_text(encoding="utf-8").splitlines()
+            n_docs, n_chars = len(lines), sum(len(json.loads(x)["text"]) for x in lines)
+        else:
+            check_output_dir(output_dir, resume)  # before writing anything into it
+            n_docs, n_chars = write_demo_corpus(corpus, s["max_chars"])
+        if show_progress:
+            print(
+                f"corpus: {n_docs:,} docstrings of the Python standard library, {n_chars:,} characters -> {corpus}"
+            )
+        result = pretrain_from_corpus(config, corpus_settings)
     generations = generate_samples(output_dir, DEMO_PROMPTS, s["max_new_tokens"], seed)
     return DemoResult(
         output_dir=output_dir,

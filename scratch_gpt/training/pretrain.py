@@ -31,8 +31,8 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterator
-from contextlib import nullcontext
-from dataclasses import dataclass, field
+from contextlib import ExitStack, contextmanager, nullcontext
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -45,12 +45,21 @@ from ..generation import generate, model_logits, text_to_token_ids, token_ids_to
 from ..kernels import use_fast_kernels
 from ..kernels.loss import cross_entropy
 from ..tokenizer_protocol import end_of_text_id
-from .checkpoints import ensure_writable_dir, find_resumable_checkpoint, list_checkpoints
+from .book_conventions import book_evaluate, book_lr_at_step, book_param_groups, book_train_batches
+from .checkpoints import find_resumable_checkpoint, list_checkpoints
 from .config_checks import config_to_json, reject_non_finite
 from .history import HISTORY_FILE, LossHistory
-from .run_state import restore_training_checkpoint, save_final_model, save_training_checkpoint
+from .run_folder import claim_run_folder
+from .run_state import (
+    NonFiniteError,
+    check_finite_weights,
+    restore_training_checkpoint,
+    save_final_model,
+    save_training_checkpoint,
+)
 
 __all__ = [
+    "NonFiniteError",
     "PretrainConfig",
     "PretrainResult",
     "calc_loss_batch",
@@ -74,6 +83,13 @@ class PretrainConfig:
     ``mixed_precision="auto"`` is bf16 on GPUs that support it, full precision elsewhere. ``time_limit_s``
     ends training early, cleanly (final evaluation, checkpoint and model), once that many seconds of training
     have passed; ``resume`` then continues towards ``max_steps``.
+
+    ``book_conventions=True`` trains as the book's ``train_model_simple`` / appendix D ``train_model`` do, to
+    reproduce its printed numbers (see ``book_conventions.py``): no re-seeding (seed and build the model
+    first, e.g. with ``init_weights_like_the_book``), each epoch's order and the evaluation's training batches
+    drawn from the global RNG, weight decay on every parameter, evaluation after steps 1, 6, 11, ... (for
+    ``eval_interval=5``), appendix D's warmup from ``initial_lr``, cosine and clipping only after warmup.
+    ``initial_lr`` is used only then. One process, no ``resume``.
     """
 
     output_dir: str | Path
@@ -103,9 +119,17 @@ class PretrainConfig:
     show_progress: bool = True
     dataset_name: str | None = None
     time_limit_s: float | None = None
+    book_conventions: bool = False
+    initial_lr: float = 0.0
+    # reliability (docs/reliability.md)
+    overwrite: bool = False
+    on_nonfinite: str = "stop"
+    allow_changed_settings: bool = False
 
     def __post_init__(self) -> None:
-        reject_non_finite(self)  # NaN and infinity in any float setting
+        reject_non_finite(self)
+        if self.on_nonfinite not in ("stop", "skip"):
+            raise ValueError(f"on_nonfinite must be 'stop' or 'skip', got {self.on_nonfinite!r}")
         if (self.max_steps is None) == (self.num_epochs is None):
             raise ValueError(
                 "set exactly one of max_steps (optimizer steps) or num_epochs (passes over the data)"
@@ -132,6 +156,22 @@ class PretrainConfig:
             raise ValueError(f"time_limit_s must be a positive number of seconds, got {self.time_limit_s!r}")
         if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):
             raise ValueError(f"mixed_precision must be auto, no, bf16 or fp16, got {self.mixed_precision!r}")
+        if not isinstance(self.book_conventions, bool):
+            raise ValueError(f"book_conventions must be True or False, got {self.book_conventions!r}")
+        if not 0 <= self.initial_lr <= self.learning_rate:
+            raise ValueError(
+                f"need 0 <= initial_lr <= learning_rate, got {self.initial_lr}, {self.learning_rate}"
+            )
+        if self.initial_lr and not self.book_conventions:
+            raise ValueError(
+                "initial_lr is appendix D's warmup start, used with book_conventions=True; our default warmup "
+                "starts at learning_rate / warmup_steps (leave initial_lr at 0)"
+            )
+        if self.book_conventions and self.resume:
+            raise ValueError(
+                "book_conventions=True cannot resume: the book's batch order comes from the global RNG of "
+                "the uninterrupted run; train without resume, or without book_conventions"
+            )
         self.adam_betas = tuple(self.adam_betas)  # JSON round trips give lists
 
 
@@ -346,14 +386,41 @@ def _accumulate_gradients(
 
 
 def check_output_dir(output_dir: str | Path, resume: bool) -> None:
-    """Make sure ``output_dir`` is writable, and refuse to start over on top of an earlier run's checkpoints
-    (they would be mixed with, and pruned against, the new ones) unless ``resume``."""
-    output_dir = ensure_writable_dir(output_dir)
-    if not resume and list_checkpoints(output_dir / "checkpoints"):
+    """Refuse to start over on top of an earlier run's checkpoints (they would be mixed with, and pruned
+    against, the new ones) unless ``resume``; refuse ``resume`` where there is nothing to resume.
+
+    Who may write into the folder at all is ``run_folder.claim_run_folder``'s business.
+    """
+    output_dir = Path(output_dir)
+    found = list_checkpoints(output_dir / "checkpoints")
+    if not resume and found:
         raise FileExistsError(
             f"{output_dir} already holds checkpoints of an earlier run; resume it (resume=True, CLI: --resume), "
-            "or choose another output directory (or delete that one)"
+            "start over with overwrite=True (CLI: --overwrite), or choose another output directory"
         )
+    if resume and not found:
+        raise FileNotFoundError(
+            f"nothing to resume: {output_dir / 'checkpoints'} holds no checkpoint; start without resume "
+            "(CLI: drop --resume)"
+        )
+
+
+@contextmanager
+def claimed_output_dir(cfg: PretrainConfig, accelerator: Any, command: str = "pretrain") -> Iterator[None]:
+    """Own ``cfg.output_dir`` for a pretraining run (main process only; see ``run_folder``), then check it
+    with ``check_output_dir``."""
+    with ExitStack() as stack:
+        if accelerator.is_main_process:
+            settings = {
+                k: v for k, v in asdict(cfg).items() if k not in ("output_dir", "resume", "overwrite")
+            }
+            stack.enter_context(
+                claim_run_folder(
+                    cfg.output_dir, "pretrain", command=command, settings=settings, overwrite=cfg.overwrite
+                )
+            )
+            check_output_dir(cfg.output_dir, cfg.resume)
+        yield
 
 
 def _should_stop(wanted: bool, limit_s: float | None, started: float, accelerator: Any, sync: bool) -> bool:
@@ -398,20 +465,41 @@ def pretrain(
     ``AutoModelForCausalLM.from_pretrained(output_dir)``), ``training_history.json``, ``loss_plot.png`` and
     ``checkpoints/checkpoint-<step>/``. ``on_step(step, loss)`` is called after every optimizer step; if it
     returns True, training ends there as at the time limit (final evaluation, checkpoint and model).
+
+    The run owns its folder (``run_folder.claim_run_folder``: refused if it holds another run's files
+    unless ``overwrite``; locked against a second run). A non-finite loss or gradient norm stops training
+    with ``NonFiniteError`` naming the step (``on_nonfinite="skip"`` skips such steps and counts them);
+    checkpoints with non-finite weights are never written.
     """
-    cfg = config
-    started = time.perf_counter()
     if accelerator is None:
-        accelerator = make_accelerator(cfg.mixed_precision)
+        accelerator = make_accelerator(config.mixed_precision)
+    with claimed_output_dir(config, accelerator):
+        return _pretrain(model, train_data, val_data, config, tokenizer, accelerator, on_step)
+
+
+def _pretrain(
+    model: torch.nn.Module,
+    train_data: Dataset,
+    val_data: Dataset | None,
+    cfg: PretrainConfig,
+    tokenizer: Any,
+    accelerator: Any,
+    on_step: Callable[[int, float], bool | None] | None,
+) -> PretrainResult:
+    started = time.perf_counter()
     output_dir = Path(cfg.output_dir)
     ckpt_root = output_dir / "checkpoints"
-    if accelerator.is_main_process:
-        check_output_dir(output_dir, cfg.resume)
     world, rank = accelerator.num_processes, accelerator.process_index
+    book = cfg.book_conventions
+    if book and world > 1:
+        raise ValueError(
+            "book_conventions=True trains in one process (the book's loop); run without accelerate launch"
+        )
 
-    random.seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
+    if not book:  # the book seeds once, before building the model, and never again
+        random.seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        torch.manual_seed(cfg.seed)
     stream = _BatchStream(train_data, cfg.batch_size, rank, world, cfg)
     total_steps = cfg.max_steps or math.ceil(cfg.num_epochs * stream.batches_per_epoch / cfg.grad_accum_steps)
     schedule = dict(
@@ -425,10 +513,15 @@ def pretrain(
         use_fast_kernels(model)  # same math, faster CPU kernels (scratch_gpt.kernels)
     # The fused AdamW kernel (one pass over each parameter; Trainer's default too) where PyTorch has it.
     fused = True if accelerator.device.type in ("cpu", "cuda") else None
-    optimizer = torch.optim.AdamW(
-        param_groups(model, cfg.weight_decay), lr=cfg.learning_rate, betas=cfg.adam_betas, fused=fused
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(_lr_multiplier, **schedule))
+    groups = (book_param_groups if book else param_groups)(model, cfg.weight_decay)
+    optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=cfg.adam_betas, fused=fused)
+    if book:
+        schedule["initial_lr"] = cfg.initial_lr
+        book_lr = partial(book_lr_at_step, **schedule)
+        multiplier: Callable[[int], float] = lambda s: book_lr(s) / cfg.learning_rate  # noqa: E731
+    else:
+        multiplier = partial(_lr_multiplier, **schedule)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, multiplier)
     model, optimizer = accelerator.prepare(model, optimizer)
     if cfg.compile:
         model = torch.compile(model)
@@ -446,10 +539,25 @@ def pretrain(
         state, history = restore_training_checkpoint(
             resumed_from, model, optimizer, scheduler, accelerator, expected
         )
+        changed = _changed_settings(state.get("config", {}), cfg)
+        if changed and not cfg.allow_changed_settings:
+            raise ValueError(
+                f"cannot resume from {resumed_from} with changed settings ({'; '.join(changed)}): the restored "
+                "optimizer state and data order would silently disagree with them; resume with the same "
+                "settings, or pass allow_changed_settings=True (CLI: --allow-changed-settings) to apply them"
+            )
+        if changed:
+            _apply_changed_settings(cfg, optimizer, scheduler)
+            state.setdefault("changed_settings", []).append({"step": state["step"], "changes": changed})
+            accelerator.print(f"Resuming with changed settings at step {state['step']}: {'; '.join(changed)}")
         accelerator.print(f"Resuming from {resumed_from} (step {state['step']})")
     state["config"] = config_to_json(cfg)
+    state.setdefault("skipped_steps", [])
 
-    batches = stream.iterate(state["micro_batches"])
+    if book:
+        batches = book_train_batches(train_data, cfg.batch_size, cfg.num_workers)
+    else:
+        batches = stream.iterate(state["micro_batches"])
     tokens_per_micro = stream.global_batch * getattr(train_data, "max_length", 0)
     progress = _progress_bar(cfg, accelerator, state["step"], total_steps)
     checkpoint = None
@@ -460,15 +568,26 @@ def pretrain(
         state["micro_batches"] += cfg.grad_accum_steps
         state["tokens_seen"] += tokens
         window_tokens += tokens
-        if cfg.grad_clip is not None:
-            accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        if book:  # set as the book does (LambdaLR's peak * (lr / peak) can differ in the last bit)
+            for group in optimizer.param_groups:
+                group["lr"] = book_lr(state["step"])
+        # appendix D clips only once warmup is over; our default clips every step. With max_norm=inf the call
+        # only measures the gradient norm (checked every step; multiplying by 1.0 changes no gradient)
+        clip = cfg.grad_clip is not None and not (book and state["step"] < cfg.warmup_steps)
+        grad_norm = float(
+            accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip if clip else math.inf)
+        )
+        loss_value = float(accelerator.reduce(step_loss, reduction="mean"))
+        finite = math.isfinite(loss_value) and math.isfinite(grad_norm)
+        if not finite:
+            _non_finite_step(state, cfg, loss_value, grad_norm, ckpt_root)
         lr = optimizer.param_groups[0]["lr"]
-        optimizer.step()
+        if finite:
+            optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         state["step"] += 1
         step = state["step"]
-        loss_value = float(accelerator.reduce(step_loss, reduction="mean"))
         epoch = state["micro_batches"] / stream.batches_per_epoch
         history.add_step(step, state["tokens_seen"], epoch, loss_value, lr)
         asked = on_step is not None and on_step(step, loss_value) is True
@@ -479,11 +598,17 @@ def pretrain(
         sync = cfg.time_limit_s is not None or on_step is not None
         stop_early = _should_stop(asked, cfg.time_limit_s, loop_started, accelerator, sync)
         last = step == total_steps or stop_early
-        if step % cfg.eval_interval == 0 or last:
+        # the book evaluates when its 0-based global_step % eval_freq == 0: after steps 1, 6, 11, ...
+        if (step - 1) % cfg.eval_interval == 0 if book else (step % cfg.eval_interval == 0 or last):
             # evaluate the unwrapped model: no DDP collectives, though processes run different batch counts
             plain = accelerator.unwrap_model(model, keep_torch_compile=False).eval()
-            train_loss = _evaluate(plain, train_data, cfg, accelerator)
-            val_loss = _evaluate(plain, val_data, cfg, accelerator)
+            if book:
+                train_loss, val_loss = book_evaluate(
+                    plain, train_data, val_data, cfg.batch_size, cfg.eval_batches, accelerator.device
+                )
+            else:
+                train_loss = _evaluate(plain, train_data, cfg, accelerator)
+                val_loss = _evaluate(plain, val_data, cfg, accelerator)
             sample = (
                 _sample(plain, tokenizer, cfg, accelerator.device) if accelerator.is_main_process else None
             )
@@ -511,6 +636,7 @@ def pretrain(
         progress.close()
 
     plot_path = None
+    check_finite_weights(model, f"the final model after step {state['step']}")
     if accelerator.is_main_process:
         save_final_model(accelerator.unwrap_model(model, keep_torch_compile=False), tokenizer, output_dir)
         history.save(output_dir)
@@ -526,8 +652,78 @@ def pretrain(
         checkpoint=checkpoint,
         resumed_from=resumed_from,
         seconds=time.perf_counter() - started,
-        extra={"tokens_per_micro_batch": tokens_per_micro, "total_steps": total_steps},
+        extra={
+            "tokens_per_micro_batch": tokens_per_micro,
+            "total_steps": total_steps,
+            "skipped_steps": list(state["skipped_steps"]),
+        },
         stopped_early=stop_early and state["step"] < total_steps,
+    )
+
+
+# Settings that shape a run: a resumed run must use the saved values (or apply new ones explicitly).
+RESUME_FIELDS = (
+    "learning_rate",
+    "min_lr",
+    "warmup_steps",
+    "lr_schedule",
+    "weight_decay",
+    "adam_betas",
+    "grad_clip",
+    "seed",
+    "shuffle",
+    "batch_size",
+    "grad_accum_steps",
+    "mixed_precision",
+    "book_conventions",
+    "initial_lr",
+)
+
+
+def _changed_settings(saved: dict[str, Any], cfg: PretrainConfig) -> list[str]:
+    """``"name: checkpoint X, now Y"`` for every ``RESUME_FIELDS`` setting that differs from the saved run."""
+    now = asdict(cfg)
+    out = []
+    for name in RESUME_FIELDS:
+        if name not in saved:
+            continue
+        old, new = saved[name], now[name]
+        if isinstance(old, list):
+            old = tuple(old)
+        if old != new:
+            out.append(f"{name}: checkpoint {old!r}, now {new!r}")
+    return out
+
+
+def _apply_changed_settings(cfg: PretrainConfig, optimizer: Any, scheduler: Any) -> None:
+    """After restoring the optimizer and scheduler, make them follow the new settings (the schedule's peak
+    learning rate, weight decay, betas); the data order follows the new seed from here on."""
+    scheduler.base_lrs = [cfg.learning_rate for _ in scheduler.base_lrs]
+    for group, base in zip(optimizer.param_groups, scheduler.base_lrs, strict=True):
+        group["initial_lr"] = base
+        group["betas"] = cfg.adam_betas
+    optimizer.param_groups[0]["weight_decay"] = cfg.weight_decay  # the decayed group (see param_groups)
+    last = scheduler.last_epoch
+    for group, lam, base in zip(
+        optimizer.param_groups, scheduler.lr_lambdas, scheduler.base_lrs, strict=True
+    ):
+        group["lr"] = base * lam(last)
+
+
+def _non_finite_step(
+    state: dict[str, Any], cfg: PretrainConfig, loss: float, grad_norm: float, ckpt_root: Path
+) -> None:
+    """Stop (``NonFiniteError`` naming the step) or, with ``on_nonfinite="skip"``, count a skipped step."""
+    step = state["step"] + 1
+    if cfg.on_nonfinite == "skip":
+        state["skipped_steps"].append(step)
+        return
+    found = list_checkpoints(ckpt_root)
+    last = f"the last checkpoint is {found[-1]}" if found else "no checkpoint was written yet"
+    raise NonFiniteError(
+        f"training stopped at step {step}: the loss is {loss} and the gradient norm {grad_norm} (learning rate "
+        f"{cfg.learning_rate}); the model was not updated and nothing was saved at this step ({last}); lower the "
+        "learning rate, or skip such steps with on_nonfinite='skip' (CLI: --skip-nonfinite)"
     )
 
 
@@ -542,6 +738,7 @@ def _hyperparameters(cfg: PretrainConfig, stream: _BatchStream, total_steps: int
         "weight decay": cfg.weight_decay,
         "gradient clipping": cfg.grad_clip,
         "seed": cfg.seed,
+        **({"conventions": f"the book's (warmup from {cfg.initial_lr})"} if cfg.book_conventions else {}),
     }
 
 

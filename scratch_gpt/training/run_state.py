@@ -21,8 +21,10 @@ Deliberately not here: deciding when to save (the loop does) and FSDP-sharded op
 
 from __future__ import annotations
 
+import errno
 import json
 import random
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,9 @@ from .history import LossHistory
 
 __all__ = [
     "ARCH_FIELDS",
+    "NonFiniteError",
+    "NoSpaceLeftError",
+    "check_finite_weights",
     "rng_state",
     "set_rng_state",
     "save_model",
@@ -52,6 +57,51 @@ __all__ = [
 
 # Fields of the model config that must match when resuming (the architecture).
 ARCH_FIELDS = ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head", "n_inner", "qkv_bias")
+
+
+class NonFiniteError(ValueError):
+    """Training met a NaN or infinite loss, gradient norm or weight."""
+
+
+class NoSpaceLeftError(OSError):
+    """The disk filled up while writing a checkpoint (the earlier checkpoints are intact)."""
+
+
+def check_finite_weights(model: torch.nn.Module, what: str) -> None:
+    """Raise ``NonFiniteError`` if any parameter of ``model`` holds NaN or infinity (never save such a model)."""
+    for name, param in model.named_parameters():
+        if not bool(torch.isfinite(param.detach()).all()):
+            raise NonFiniteError(
+                f"{what} has non-finite weights ({name}); it was not saved. Lower the learning rate, and resume "
+                "from the last checkpoint"
+            )
+
+
+def _folder_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _no_space(ckpt_root: Path, step: int, tmp: Path, model: torch.nn.Module, keep: int) -> NoSpaceLeftError:
+    """The one-line error for a full disk, with the space a checkpoint needs (the last one's size, or an
+    estimate from the parameters: weights + two AdamW moments)."""
+    from .checkpoints import list_checkpoints
+
+    earlier = list_checkpoints(ckpt_root)
+    if earlier:
+        need = _folder_bytes(earlier[-1])
+    else:
+        need = 3 * sum(p.numel() * p.element_size() for p in model.parameters())
+    shutil.rmtree(tmp, ignore_errors=True)
+    kept = (
+        f"the earlier checkpoints ({', '.join(p.name for p in earlier)}) are intact"
+        if earlier
+        else ("no earlier checkpoint exists")
+    )
+    return NoSpaceLeftError(
+        f"no space left on the device of {ckpt_root} while writing the checkpoint of step {step} (needs about "
+        f"{need / 1e6:.1f} MB per checkpoint, {keep + 1} checkpoints at peak with keep_checkpoints={keep}); "
+        f"{kept}. Free space, lower --keep-checkpoints, or choose another --output, then --resume"
+    )
 
 
 def rng_state() -> dict[str, Any]:
@@ -118,6 +168,7 @@ def save_training_checkpoint(
     but the ``keep`` newest checkpoints. Returns the folder on the main process, ``None`` elsewhere.
     """
     step = state["step"]
+    check_finite_weights(model, f"the model at step {step}")  # every process: they agree, none waits
     if accelerator.is_main_process:
         new_checkpoint_dir(ckpt_root, step)
     accelerator.wait_for_everyone()
@@ -126,14 +177,23 @@ def save_training_checkpoint(
     accelerator.wait_for_everyone()
     final = None
     if accelerator.is_main_process:
-        save_model(accelerator.unwrap_model(model, keep_torch_compile=False), tmp)
-        save_tokenizer(tokenizer, tmp)
-        history.save(tmp)
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-        atomic_write_text(tmp / "trainer_state.json", json.dumps(state, indent=1))
-        final = finish_checkpoint(tmp, step)
-        prune_checkpoints(ckpt_root, keep)
+        try:
+            save_model(accelerator.unwrap_model(model, keep_torch_compile=False), tmp)
+            save_tokenizer(tokenizer, tmp)
+            history.save(tmp)
+            torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+            torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+            atomic_write_text(tmp / "trainer_state.json", json.dumps(state, indent=1))
+            final = finish_checkpoint(tmp, step)
+        except (OSError, RuntimeError) as err:  # torch.save reports a full disk as a RuntimeError
+            if (
+                isinstance(err, OSError)
+                and err.errno in (errno.ENOSPC, errno.EDQUOT)
+                or ("No space left" in str(err) or "file write failed" in str(err))
+            ):
+                raise _no_space(ckpt_root, step, tmp, model, keep) from None
+            raise
+        prune_checkpoints(ckpt_root, keep)  # only after the new checkpoint is complete
     accelerator.wait_for_everyone()
     return final
 
