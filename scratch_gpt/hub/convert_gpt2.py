@@ -47,7 +47,7 @@ from torch import nn
 
 from ..atomic_io import write_dir_atomically
 from ..configuration_scratch_gpt import ScratchGPTConfig
-from ..constants import TOKENIZER_FILES
+from ..constants import TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, TOKENIZER_FILES
 from ..modeling_scratch_gpt import ScratchGPTForCausalLM
 from .loading import read_checkpoint_config
 
@@ -547,8 +547,8 @@ def _copy_tokenizer_files(source: Path, target: Path, stock: bool) -> None:
     for name in TOKENIZER_FILES:
         if (source / name).is_file():
             shutil.copyfile(source / name, target / name)
-    config_file = target / "tokenizer_config.json"
-    if not (stock and config_file.is_file() and (target / "tokenizer.json").is_file()):
+    config_file = target / TOKENIZER_CONFIG_FILE
+    if not (stock and config_file.is_file() and (target / TOKENIZER_FILE).is_file()):
         return
     config = json.loads(config_file.read_text(encoding="utf-8"))
     config.pop("auto_map", None)
