@@ -45,6 +45,8 @@ class ScratchGPTConfig(PretrainedConfig):
         initializer_range: std of the normal initialization of weights (GPT-2: 0.02).
         use_cache: whether the forward pass returns a KV cache by default (inference only).
         tie_word_embeddings: whether the output head shares the token embedding matrix (GPT-2: yes).
+        classifier_bias: whether the sequence classifier's head ``score`` has a bias (the book's
+            ``nn.Linear(emb_dim, num_classes)`` does; ours does not by default).
         bos_token_id, eos_token_id, pad_token_id: special token ids, if any.
 
     Example:
@@ -73,6 +75,7 @@ class ScratchGPTConfig(PretrainedConfig):
     initializer_range: float = 0.02
     use_cache: bool = True
     tie_word_embeddings: bool = True
+    classifier_bias: bool = False
     bos_token_id: int | None = None
     eos_token_id: int | None = None
     pad_token_id: int | None = None

@@ -219,7 +219,7 @@ class ScratchGPTForSequenceClassification(ScratchGPTPreTrainedModel):
         super().__init__(config)
         self.num_labels = config.num_labels
         self.transformer = ScratchGPTModel(config)
-        self.score = nn.Linear(config.n_embd, config.num_labels, bias=False)
+        self.score = nn.Linear(config.n_embd, config.num_labels, bias=config.classifier_bias)
         self.post_init()
 
     def forward(

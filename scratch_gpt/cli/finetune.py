@@ -136,6 +136,13 @@ def _add_shared_options(parser: argparse.ArgumentParser, config_class: str, *, d
         help="LoRA alpha, the update's scale (default: %(default)s)",
     )
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument(
+        "--book",
+        dest="book_conventions",
+        action="store_true",
+        help="follow the book's conventions exactly, to reproduce its numbers (batch order from the global "
+        "RNG, its evaluation schedule; see the chapter pages)",
+    )
     parser.add_argument("--quiet", action="store_true", help="do not print the progress lines")
 
 

@@ -70,6 +70,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--min-lr", type=float, default=0.0, help="learning rate at the end of the cosine decay"
     )
     train.add_argument("--warmup-steps", type=int, default=0, help="steps of linear warmup")
+    train.add_argument("--initial-lr", type=float, default=0.0,
+                       help="with --book: appendix D's learning rate at the first warmup step")  # fmt: skip
     train.add_argument(
         "--schedule", choices=["cosine", "constant"], default="cosine", help="after the warmup"
     )
@@ -98,6 +100,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes")
     train.add_argument("--time-limit", type=float, metavar="SECONDS", help="stop cleanly after this long")
     train.add_argument("--no-progress", action="store_true", help="no progress bar or evaluation lines")
+    train.add_argument(
+        "--book",
+        action="store_true",
+        help="follow the book's conventions exactly, to reproduce its numbers: its model initialization "
+        "(untied head), global-RNG batch order, weight decay on all parameters, evaluation after steps 1, 6, "
+        "11, ..., appendix D's warmup/cosine/clipping (see docs/chapters/ch05-pretraining-and-generation.md)",
+    )
     p.set_defaults(func=_pretrain)
 
     d = subparsers.add_parser(
@@ -164,6 +173,8 @@ def _pretrain(args: argparse.Namespace) -> int:
         num_workers=args.num_workers,
         time_limit_s=args.time_limit,
         show_progress=not args.no_progress,
+        book_conventions=args.book,
+        initial_lr=args.initial_lr,
     )
     result = pretrain_from_corpus(config, corpus)
     print(describe(result))

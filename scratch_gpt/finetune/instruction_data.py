@@ -238,6 +238,7 @@ def custom_collate_fn(
     allowed_max_length: int | None = None,
     mask_instruction: bool = False,
     device: str | torch.device | None = None,
+    book_conventions: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Pad a batch of token-id lists into ``(inputs, targets)``, both ``LongTensor`` of shape ``(B, T)``.
 
@@ -249,7 +250,9 @@ def custom_collate_fn(
     ``allowed_max_length`` (the model's context length) if given.
 
     Unlike the book, which finds padding by comparing targets with ``pad_token_id``, padding is found by position,
-    so an end-of-text token inside a text is kept as a target.
+    so an end-of-text token inside a text is kept as a target. ``book_conventions=True`` follows the book's rule
+    instead: only the *first* end-of-text target of a row is kept, every later one is ignored, so after a
+    literal end-of-text inside a response the closing one is not learned (the book's ``custom_collate_fn``).
     """
     if not batch:
         raise ValueError("custom_collate_fn got an empty batch")
@@ -280,6 +283,9 @@ def custom_collate_fn(
         targets[row, : n - 1] = torch.tensor(ids[1:])
         # the first end-of-text stays a target (the model learns to stop); later padding stays ignored
         targets[row, n - 1] = pad_token_id
+        if book_conventions:  # the book: all but the first end-of-text target become ignore_index
+            eos_positions = (targets[row, :n] == pad_token_id).nonzero().flatten()
+            targets[row, eos_positions[1:]] = ignore_index
         if mask_instruction:
             targets[row, : max(prompt_lengths[row] - 1, 0)] = ignore_index
     if allowed_max_length is not None:

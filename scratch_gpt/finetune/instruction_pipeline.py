@@ -135,6 +135,10 @@ class InstructFinetuneConfig:
         num_test: answer only the first N test records (None: all of them).
         on_error: bad records raise (``"raise"``) or are skipped with a warning (``"skip"``).
         device: ``"cpu"``, ``"cuda"``, ...; None picks CUDA when available.
+        book_conventions: reproduce the book's chapter 7 run: the training order from the global RNG
+            (re-seeded with ``seed`` right before training, as the book does), evaluations after steps 1, 6,
+            11, ... (ours: 5, 10, ...), the book's end-of-text rule in ``custom_collate_fn`` (a literal
+            end-of-text inside a response hides the closing one; ours keeps both) and dropout 0.0.
     """
 
     model_dir: str | os.PathLike[str]
@@ -157,9 +161,19 @@ class InstructFinetuneConfig:
     num_test: int | None = None
     on_error: Literal["raise", "skip"] = "raise"
     device: str | None = None
+    book_conventions: bool = False
 
     def __post_init__(self) -> None:
         reject_non_finite(self)
+        if not isinstance(self.book_conventions, bool):
+            raise ValueError(f"book_conventions must be True or False, got {self.book_conventions!r}")
+        if self.book_conventions:
+            if self.dropout not in (None, 0.0):
+                raise ValueError(
+                    f"the book fine-tunes with dropout 0.0; leave dropout unset with book_conventions=True "
+                    f"(got {self.dropout})"
+                )
+            self.dropout = 0.0
         for name in ("epochs", "batch_size", "eval_freq", "eval_iter", "max_new_tokens"):
             check_int(name, getattr(self, name))
         for name in ("max_steps", "lora_rank"):
@@ -239,6 +253,7 @@ def _data(config: InstructFinetuneConfig, run: _InstructRun) -> None:
         context_length=run.context_length,
         mask_instruction=config.mask_instruction,
         seed=config.seed,
+        book_conventions=config.book_conventions,
     )
 
 
@@ -262,6 +277,8 @@ def _train(config: InstructFinetuneConfig, run: _InstructRun, log: Callable[[str
         "val_loss": calc_loss_loader(run.loaders["val"], model, device, num_batches=eval_iter),
     }
     log(f"before fine-tuning: train loss {before['train_loss']:.3f}, val loss {before['val_loss']:.3f}")
+    if config.book_conventions:
+        torch.manual_seed(config.seed)  # the book seeds right before train_model_simple
     optimizer = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay
     )
@@ -282,6 +299,7 @@ def _train(config: InstructFinetuneConfig, run: _InstructRun, log: Callable[[str
         max_steps=config.max_steps,
         grad_clip=config.grad_clip,
         log_fn=log,
+        book_conventions=config.book_conventions,
     )
     train_seconds = time.perf_counter() - train_started
     if config.lora_rank is not None:

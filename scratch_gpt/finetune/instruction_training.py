@@ -66,12 +66,15 @@ def make_instruction_loaders(
     context_length: int,
     mask_instruction: bool = False,
     seed: int = 123,
+    book_conventions: bool = False,
 ) -> dict[str, DataLoader]:
     """DataLoaders of ``(inputs, targets)`` for the book's splits.
 
     ``train`` is shuffled (a generator seeded with ``seed``) and drops the last incomplete batch, as in the
     book; ``val``/``test`` keep their order and every record. ``val_responses``/``test_responses`` always mask
-    the prompt tokens: their loss is the loss of the answers alone.
+    the prompt tokens: their loss is the loss of the answers alone. ``book_conventions=True``: the training
+    order comes from the global RNG (a plain ``DataLoader(shuffle=True)``, as the book's) and the collate
+    function follows the book's end-of-text rule (``custom_collate_fn(book_conventions=True)``).
     """
     eos_id = getattr(tokenizer, "eos_token_id", None)
     if eos_id is None:
@@ -82,7 +85,12 @@ def make_instruction_loaders(
         name: InstructionDataset(getattr(splits, name), tokenizer, include_instruction_length=True)
         for name in ("train", "validation", "test")
     }
-    collate = partial(custom_collate_fn, pad_token_id=eos_id, allowed_max_length=context_length)
+    collate = partial(
+        custom_collate_fn,
+        pad_token_id=eos_id,
+        allowed_max_length=context_length,
+        book_conventions=book_conventions,
+    )
     train_collate = partial(collate, mask_instruction=mask_instruction)
     answers_only = partial(collate, mask_instruction=True)
     if len(datasets["train"]) < batch_size:
@@ -90,7 +98,7 @@ def make_instruction_loaders(
             f"batch_size {batch_size} is larger than the {len(datasets['train'])} training records, so no full "
             "batch exists (the book drops incomplete batches); use a smaller batch_size or more data"
         )
-    generator = torch.Generator().manual_seed(seed)
+    generator = None if book_conventions else torch.Generator().manual_seed(seed)
     return {
         "train": DataLoader(
             datasets["train"],
@@ -177,12 +185,15 @@ def train_model_simple(
     max_steps: int | None = None,
     grad_clip: float | None = None,
     log_fn: Callable[[str], None] = print,
+    book_conventions: bool = False,
 ) -> TrainingRun:
     """Chapter 5's ``train_model_simple``, as chapter 7 uses it: returns the loss history and the samples.
 
     Every ``eval_freq`` optimizer steps the train and validation loss over ``eval_iter`` batches are recorded;
     after every epoch the model answers ``start_context`` greedily (the book's ``generate_and_print_sample``).
-    ``max_steps`` stops early (for quick runs).
+    ``max_steps`` stops early (for quick runs). ``book_conventions=True`` evaluates when the book does, after
+    steps 1, 1 + eval_freq, ... (its 0-based ``global_step % eval_freq == 0``), and logs its 0-based step
+    numbers; by default the evaluations come after steps ``eval_freq``, ``2 * eval_freq``, ...
     """
     history, samples = LossHistory(), []
     tokens_seen, step = 0, 0
@@ -200,14 +211,15 @@ def train_model_simple(
             step += 1
             epochs_done = step / batches_per_epoch
             history.add_step(step, tokens_seen, epochs_done, loss.item(), optimizer.param_groups[0]["lr"])
-            if step % eval_freq == 0:
+            if (step - 1 if book_conventions else step) % eval_freq == 0:
                 model.eval()
                 train_loss = calc_loss_loader(train_loader, model, device, num_batches=eval_iter)
                 val_loss = calc_loss_loader(val_loader, model, device, num_batches=eval_iter)
                 model.train()
                 history.add_eval(step, tokens_seen, epochs_done, train_loss, val_loss)
+                shown = step - 1 if book_conventions else step
                 log_fn(
-                    f"Ep {epoch + 1} (Step {step:06d}): Train loss {train_loss:.3f}, Val loss {val_loss:.3f}"
+                    f"Ep {epoch + 1} (Step {shown:06d}): Train loss {train_loss:.3f}, Val loss {val_loss:.3f}"
                 )
             if max_steps is not None and step >= max_steps:
                 break

@@ -11,7 +11,10 @@ corpus, the tokenizer and the model's size):
 2. the corpus tokenized once (Rust encoder, each document followed by ``<|endoftext|>``) into a token file
    ``<output_dir>/data/corpus.bin`` (reused while corpus, settings and tokenizer are unchanged);
 3. train/validation windows by position (the last ``val_fraction`` of the tokens validate);
-4. a ``ScratchGPTForCausalLM`` from a preset or explicit sizes, trained by ``pretrain.pretrain``.
+4. a ``ScratchGPTForCausalLM`` from a preset or explicit sizes, trained by ``pretrain.pretrain``. With
+   ``book_conventions=True`` it is the book's ``GPTModel``: a separate output head and PyTorch's default
+   initialization after ``torch.manual_seed(seed)`` (``init_weights_like_the_book``); otherwise GPT-2's
+   initialization with the head tied to the token embedding.
 
 With ``resume=True`` the saved tokenizer and token file are reused and training continues from the newest
 checkpoint. With several processes (``accelerate launch``) the main process prepares tokenizer and token file
@@ -216,7 +219,7 @@ def pretrain_from_corpus(
     val_fraction = corpus.val_fraction
     train = TokenFileDataset(data_file, context_length, stride, split="train", val_fraction=val_fraction)
     val = TokenFileDataset(data_file, context_length, context_length, split="val", val_fraction=val_fraction)
-    model = _build_model(tok, corpus, config.seed)
+    model = _build_model(tok, corpus, config.seed, config.book_conventions)
     if config.dataset_name is None:
         sources = corpus.corpus if isinstance(corpus.corpus, (list, tuple)) else [corpus.corpus]
         config = replace(config, dataset_name=", ".join(str(s) for s in sources))
@@ -241,9 +244,10 @@ def _prepare_tokenizer(
     return tok
 
 
-def _build_model(tok: Any, corpus: CorpusConfig, seed: int) -> Any:
+def _build_model(tok: Any, corpus: CorpusConfig, seed: int, book: bool = False) -> Any:
     from ..configuration_scratch_gpt import ScratchGPTConfig
     from ..modeling_scratch_gpt import ScratchGPTForCausalLM
+    from .book_conventions import init_weights_like_the_book
 
     special = {"eos_token_id": _eos_id(tok), "pad_token_id": tok.pad_token_id}
     sizes = {
@@ -252,12 +256,15 @@ def _build_model(tok: Any, corpus: CorpusConfig, seed: int) -> Any:
         "dropout": corpus.dropout,
         **special,
     }
+    if book:  # the book's GPTModel has a separate output head
+        sizes["tie_word_embeddings"] = False
     if corpus.preset is not None:
         config = ScratchGPTConfig.from_preset(corpus.preset, **sizes)
     else:
         config = ScratchGPTConfig(n_layer=corpus.n_layer, n_embd=corpus.n_embd, n_head=corpus.n_head, **sizes)
     torch.manual_seed(seed)
-    return ScratchGPTForCausalLM(config)
+    model = ScratchGPTForCausalLM(config)
+    return init_weights_like_the_book(model, seed) if book else model
 
 
 def describe(result: PretrainResult) -> str:

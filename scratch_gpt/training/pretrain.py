@@ -43,6 +43,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..kernels import use_fast_kernels
 from ..kernels.loss import cross_entropy
+from .book_conventions import book_evaluate, book_lr_at_step, book_param_groups, book_train_batches
 from .checkpoints import ensure_writable_dir, find_resumable_checkpoint, list_checkpoints
 from .config_checks import config_to_json, reject_non_finite
 from .history import HISTORY_FILE, LossHistory
@@ -72,6 +73,13 @@ class PretrainConfig:
     ``mixed_precision="auto"`` is bf16 on GPUs that support it, full precision elsewhere. ``time_limit_s``
     ends training early, cleanly (final evaluation, checkpoint and model), once that many seconds of training
     have passed; ``resume`` then continues towards ``max_steps``.
+
+    ``book_conventions=True`` trains as the book's ``train_model_simple`` / appendix D ``train_model`` do, to
+    reproduce its printed numbers (see ``book_conventions.py``): no re-seeding (seed and build the model
+    first, e.g. with ``init_weights_like_the_book``), each epoch's order and the evaluation's training batches
+    drawn from the global RNG, weight decay on every parameter, evaluation after steps 1, 6, 11, ... (for
+    ``eval_interval=5``), appendix D's warmup from ``initial_lr``, cosine and clipping only after warmup.
+    ``initial_lr`` is used only then. One process, no ``resume``.
     """
 
     output_dir: str | Path
@@ -101,6 +109,8 @@ class PretrainConfig:
     show_progress: bool = True
     dataset_name: str | None = None
     time_limit_s: float | None = None
+    book_conventions: bool = False
+    initial_lr: float = 0.0
 
     def __post_init__(self) -> None:
         reject_non_finite(self)  # NaN and infinity in any float setting
@@ -130,6 +140,22 @@ class PretrainConfig:
             raise ValueError(f"time_limit_s must be a positive number of seconds, got {self.time_limit_s!r}")
         if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):
             raise ValueError(f"mixed_precision must be auto, no, bf16 or fp16, got {self.mixed_precision!r}")
+        if not isinstance(self.book_conventions, bool):
+            raise ValueError(f"book_conventions must be True or False, got {self.book_conventions!r}")
+        if not 0 <= self.initial_lr <= self.learning_rate:
+            raise ValueError(
+                f"need 0 <= initial_lr <= learning_rate, got {self.initial_lr}, {self.learning_rate}"
+            )
+        if self.initial_lr and not self.book_conventions:
+            raise ValueError(
+                "initial_lr is appendix D's warmup start, used with book_conventions=True; our default warmup "
+                "starts at learning_rate / warmup_steps (leave initial_lr at 0)"
+            )
+        if self.book_conventions and self.resume:
+            raise ValueError(
+                "book_conventions=True cannot resume: the book's batch order comes from the global RNG of "
+                "the uninterrupted run; train without resume, or without book_conventions"
+            )
         self.adam_betas = tuple(self.adam_betas)  # JSON round trips give lists
 
 
@@ -420,10 +446,16 @@ def pretrain(
     if accelerator.is_main_process:
         check_output_dir(output_dir, cfg.resume)
     world, rank = accelerator.num_processes, accelerator.process_index
+    book = cfg.book_conventions
+    if book and world > 1:
+        raise ValueError(
+            "book_conventions=True trains in one process (the book's loop); run without accelerate launch"
+        )
 
-    random.seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
+    if not book:  # the book seeds once, before building the model, and never again
+        random.seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        torch.manual_seed(cfg.seed)
     stream = _BatchStream(train_data, cfg.batch_size, rank, world, cfg)
     total_steps = cfg.max_steps or math.ceil(cfg.num_epochs * stream.batches_per_epoch / cfg.grad_accum_steps)
     schedule = dict(
@@ -437,10 +469,15 @@ def pretrain(
         use_fast_kernels(model)  # same math, faster CPU kernels (scratch_gpt.kernels)
     # The fused AdamW kernel (one pass over each parameter; Trainer's default too) where PyTorch has it.
     fused = True if accelerator.device.type in ("cpu", "cuda") else None
-    optimizer = torch.optim.AdamW(
-        param_groups(model, cfg.weight_decay), lr=cfg.learning_rate, betas=cfg.adam_betas, fused=fused
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(_lr_multiplier, **schedule))
+    groups = (book_param_groups if book else param_groups)(model, cfg.weight_decay)
+    optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=cfg.adam_betas, fused=fused)
+    if book:
+        schedule["initial_lr"] = cfg.initial_lr
+        book_lr = partial(book_lr_at_step, **schedule)
+        multiplier: Callable[[int], float] = lambda s: book_lr(s) / cfg.learning_rate  # noqa: E731
+    else:
+        multiplier = partial(_lr_multiplier, **schedule)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, multiplier)
     model, optimizer = accelerator.prepare(model, optimizer)
     if cfg.compile:
         model = torch.compile(model)
@@ -461,7 +498,10 @@ def pretrain(
         accelerator.print(f"Resuming from {resumed_from} (step {state['step']})")
     state["config"] = config_to_json(cfg)
 
-    batches = stream.iterate(state["micro_batches"])
+    if book:
+        batches = book_train_batches(train_data, cfg.batch_size, cfg.num_workers)
+    else:
+        batches = stream.iterate(state["micro_batches"])
     tokens_per_micro = stream.global_batch * getattr(train_data, "max_length", 0)
     progress = _progress_bar(cfg, accelerator, state["step"], total_steps)
     checkpoint = None
@@ -472,7 +512,11 @@ def pretrain(
         state["micro_batches"] += cfg.grad_accum_steps
         state["tokens_seen"] += tokens
         window_tokens += tokens
-        if cfg.grad_clip is not None:
+        if book:  # set as the book does (LambdaLR's peak * (lr / peak) can differ in the last bit)
+            for group in optimizer.param_groups:
+                group["lr"] = book_lr(state["step"])
+        # appendix D clips only once warmup is over; our default clips every step
+        if cfg.grad_clip is not None and not (book and state["step"] < cfg.warmup_steps):
             accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         lr = optimizer.param_groups[0]["lr"]
         optimizer.step()
@@ -491,11 +535,17 @@ def pretrain(
         sync = cfg.time_limit_s is not None or on_step is not None
         stop_early = _should_stop(asked, cfg.time_limit_s, loop_started, accelerator, sync)
         last = step == total_steps or stop_early
-        if step % cfg.eval_interval == 0 or last:
+        # the book evaluates when its 0-based global_step % eval_freq == 0: after steps 1, 6, 11, ...
+        if (step - 1) % cfg.eval_interval == 0 if book else (step % cfg.eval_interval == 0 or last):
             # evaluate the unwrapped model: no DDP collectives, though processes run different batch counts
             plain = accelerator.unwrap_model(model, keep_torch_compile=False).eval()
-            train_loss = _evaluate(plain, train_data, cfg, accelerator)
-            val_loss = _evaluate(plain, val_data, cfg, accelerator)
+            if book:
+                train_loss, val_loss = book_evaluate(
+                    plain, train_data, val_data, cfg.batch_size, cfg.eval_batches, accelerator.device
+                )
+            else:
+                train_loss = _evaluate(plain, train_data, cfg, accelerator)
+                val_loss = _evaluate(plain, val_data, cfg, accelerator)
             sample = (
                 _sample(plain, tokenizer, cfg, accelerator.device) if accelerator.is_main_process else None
             )
@@ -554,6 +604,7 @@ def _hyperparameters(cfg: PretrainConfig, stream: _BatchStream, total_steps: int
         "weight decay": cfg.weight_decay,
         "gradient clipping": cfg.grad_clip,
         "seed": cfg.seed,
+        **({"conventions": f"the book's (warmup from {cfg.initial_lr})"} if cfg.book_conventions else {}),
     }
 
 
