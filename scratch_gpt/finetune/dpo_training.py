@@ -49,6 +49,7 @@ __all__ = [
     "compute_dpo_loss",
     "compute_dpo_loss_batch",
     "compute_logprobs",
+    "disable_dropout",
     "evaluate_dpo_loader",
     "freeze_reference",
     "sequence_logprobs",
@@ -191,6 +192,18 @@ def evaluate_dpo_loader(
         "reward_margin": (chosen_all - rejected_all).mean().item(),
         "reward_accuracy": (chosen_all > rejected_all).float().mean().item(),
     }
+
+
+def disable_dropout(model: nn.Module) -> nn.Module:
+    """Set every ``nn.Dropout`` of ``model`` to ``p=0`` (in place; the saved config keeps its rate) and return it.
+
+    The notebook trains DPO with ``drop_rate=0.0`` and TRL's ``DPOConfig`` has ``disable_dropout=True``: with
+    dropout the policy would score a text differently from the reference even before any update.
+    """
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+    return model
 
 
 def freeze_reference(model: nn.Module, copy_model: bool = False) -> nn.Module:
