@@ -22,7 +22,8 @@ The book's steps, as functions:
   Besides loss and reward margin (chosen - rejected reward), the *reward accuracy* is reported: the share of
   pairs whose chosen reward is above the rejected one.
 * ``train_model_dpo_simple`` (the notebook's function of the same name): chapter 5's loop with the DPO loss,
-  the reference model frozen (``freeze_reference``), an evaluation every ``eval_freq`` steps.
+  the reference model frozen (``freeze_reference``), an evaluation every ``eval_freq`` steps; ``disable_dropout``
+  sets the policy's dropout to 0 as the notebook (``drop_rate=0.0``) and TRL do.
 
 ``response_loss`` from chapter 7 (``instruction_training``) measures the loss of the held-out *chosen answers*
 before and after, the check that DPO did not wreck what instruction tuning taught (DPO is prone to collapse).
