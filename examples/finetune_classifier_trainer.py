@@ -1,6 +1,6 @@
 """Chapter 6's spam classifier the Hugging Face way: ``Trainer`` + ``AutoModelForSequenceClassification`` + ``datasets``.
 
-The same data (``classification.load_spam_splits``: the book's balanced 70/10/20 split) and the same model class
+The same data (``classifier_data.load_spam_splits``: the book's balanced 70/10/20 split) and the same model class
 as ``scratch-gpt finetune-classifier``, but the loop, batching and evaluation are ``transformers``' own:
 
 * the splits become a ``datasets.DatasetDict`` of ``{"text", "label"}`` rows, tokenized with ``Dataset.map``;

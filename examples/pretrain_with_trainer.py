@@ -2,11 +2,11 @@
 
 The same job as ``scratch-gpt pretrain``, the Hugging Face way:
 
-1. the corpus becomes a ``datasets.Dataset`` (``hf_data.load_text_dataset``), is tokenized and packed into
+1. the corpus becomes a ``datasets.Dataset`` (``data.hf_datasets.load_text_dataset``), is tokenized and packed into
    blocks of ``--context-length`` ids with ``Dataset.map(batched=True, num_proc=...)``
-   (``hf_data.tokenize_and_pack``; every document followed by ``<|endoftext|>``, ``labels == input_ids``:
+   (``data.hf_datasets.tokenize_and_pack``; every document followed by ``<|endoftext|>``, ``labels == input_ids``:
    the model shifts them inside its loss); the last 10% of the blocks are held out for evaluation;
-2. the tokenizer is a byte-level BPE trained on the corpus (``gpt_train.train_tokenizer``) or loaded
+2. the tokenizer is a byte-level BPE trained on the corpus (``training.from_corpus.train_tokenizer``) or loaded
    (``--tokenizer``);
 3. ``Trainer`` trains a ``ScratchGPTForCausalLM`` with AdamW (weight decay only on weight matrices, as in our
    loop: ``pretrain.param_groups``), linear warmup + cosine decay, gradient clipping at 1.0.
@@ -109,9 +109,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from transformers import Trainer, TrainingArguments, default_data_collator
 
     from scratch_gpt import ScratchGPTConfig, ScratchGPTForCausalLM
+    from scratch_gpt.constants import END_OF_TEXT
     from scratch_gpt.data.hf_datasets import load_text_dataset, tokenize_and_pack
     from scratch_gpt.data.sliding_window import iter_documents
-    from scratch_gpt.training.from_corpus import EOS_TOKEN, load_tokenizer, train_tokenizer
+    from scratch_gpt.training.from_corpus import load_tokenizer, train_tokenizer
     from scratch_gpt.training.pretrain import param_groups
 
     started = time.perf_counter()
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         tok = load_tokenizer(args.tokenizer, model_max_length=args.context_length)
     else:
         tok = train_tokenizer(texts["text"], args.vocab_size, model_max_length=args.context_length)
-    eos_id = tok.convert_tokens_to_ids(EOS_TOKEN)
+    eos_id = tok.convert_tokens_to_ids(END_OF_TEXT)
     blocks = tokenize_and_pack(texts, tok, args.context_length, eos_id=eos_id, num_proc=args.num_proc)
     n_eval = max(1, len(blocks) // 10)
     train, held_out = (

@@ -63,6 +63,18 @@ def data_files_in(text: str) -> list[str]:
     return [name for name in DATA_FILES if name in text]
 
 
+@pytest.fixture
+def one_thread():
+    """Run a test on one intra-op thread: tiny models gain nothing from threads, and on a busy 2-core machine
+    they lose a lot. Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """The reference data folder (skips the test if it is missing)."""

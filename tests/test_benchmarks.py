@@ -46,3 +46,11 @@ def test_bench_tokenizer_quick_checks_ids_and_prints_ratios():
     assert "The ids of all three were checked equal before timing" in out
     assert re.search(r"\| tinyshakespeare \| 4,096 \|.*\| \d+\.\d+x \|", out), out
     assert re.search(r"\| tinyshakespeare \| 1\.12 \| 338,025 \|", out), out  # tiktoken's token count
+
+
+def test_bench_static_compile_quick_checks_tokens_and_prints_ratios():
+    # aot_eager: the same fullgraph capture without inductor's C++ build, so the smoke run stays short
+    out = _run("bench_static_compile.py", "--quick", "--backend", "aot_eager")
+    assert "same tokens from all three checked (16 new tokens, greedy)" in out
+    assert re.search(r"median speed ratio ours/hf \(static\+compile\) = \d+\.\d+", out), out
+    assert re.search(r"median speed ratio ours static\+compile / ours dynamic = \d+\.\d+", out), out

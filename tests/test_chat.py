@@ -285,5 +285,5 @@ def test_cli_chat_reads_stdin(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert out.count(">>> ") == 4  # three lines, then end of input
     assert "(input for the next instruction: 'sky')" in out
-    assert main(["chat", "--model", str(tmp_path / "missing")]) == 1
+    assert main(["chat", "--model", str(tmp_path / "missing")]) == 2  # a failed load
     assert "does not exist" in capsys.readouterr().err

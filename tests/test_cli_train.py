@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 from conftest import data_file
 
 from scratch_gpt.cli import main
@@ -15,12 +14,7 @@ TINY = ["--vocab-size", "300", "--n-layer", "1", "--n-embd", "32", "--n-head", "
 QUIET = ["--batch-size", "4", "--eval-interval", "2", "--eval-batches", "2", "--no-progress"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_pretrain_command(tmp_path, capsys):
@@ -37,7 +31,7 @@ def test_pretrain_command(tmp_path, capsys):
 
     # --resume continues; without it the existing run is protected
     assert main(["pretrain", str(data_file("the-verdict.txt")), "-o", str(out), "--max-steps", "4", "--resume",
-                 *TINY, *QUIET]) == 0  # fmt: skip
+                 "--lr", "1e-3", "--warmup-steps", "1", *TINY, *QUIET]) == 0  # fmt: skip
     assert "trained 4 steps" in capsys.readouterr().out
     assert (
         main(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from scratch_gpt.training.demo import (
     DEMO_PROMPTS,
@@ -18,13 +17,7 @@ from scratch_gpt.training.demo import (
     stdlib_docstrings,
 )
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_stdlib_docstrings_are_deterministic_and_bounded():
@@ -102,11 +95,11 @@ def test_unfinished_demo_is_reported(tmp_path):
     assert "unfinished demo" in text and "step 6 of 12" in text and "--tiny" in text and "--resume" in text
 
 
-def test_overwrite_refuses_a_folder_the_demo_did_not_write(tmp_path):
+def test_a_folder_of_other_files_is_not_written_into(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     assert find_demo(tmp_path) is None
-    with pytest.raises(FileExistsError, match="does not hold a demo"):
-        run_demo(tmp_path, size="tiny", overwrite=True, show_progress=False)
+    with pytest.raises(FileExistsError, match="--overwrite"):  # run_folder's guard: other files are kept
+        run_demo(tmp_path, size="tiny", show_progress=False)
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 

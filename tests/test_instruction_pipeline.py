@@ -243,6 +243,6 @@ def test_cli_finetune_instruct(folders, capsys):
         main(
             ["finetune-instruct", "--model", str(out / "missing"), "--data", str(data), "--output", str(out)]
         )
-        == 1
+        == 2  # a failed load
     )
     assert "does not exist" in capsys.readouterr().err

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import sys
 from collections.abc import Callable, Sequence
 
@@ -38,6 +39,17 @@ class DefaultsHelpFormatter(argparse.HelpFormatter):
         if action.nargs == 0 or default in (None, argparse.SUPPRESS, [], "") or "default" in text:
             return text
         return f"{text} (default: %(default)s)"
+
+
+def finite_float(text: str) -> float:
+    """``type=`` for float options: a number, never NaN or infinity (they would silently poison a run)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,9 +87,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
+    from ..hub.loading import CheckpointLoadError
+
     restore = _library_progress_bars(getattr(args, "verbose", False))
     try:
         result = args.func(args)
+    except CheckpointLoadError as err:  # a folder that cannot be loaded: status 2, as argparse's usage errors
+        print(f"scratch-gpt {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except (MemoryError, RuntimeError) as err:  # torch.OutOfMemoryError is a RuntimeError
+        if not _out_of_memory(err):
+            raise
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        print(
+            f"scratch-gpt {args.command}: error: out of memory ({first}); the sizes are too large for this machine: "
+            "lower them (e.g. --n-embd, --n-layer, --batch-size, --context-length)",
+            file=sys.stderr,
+        )
+        return 1
     except (
         ValueError,
         TypeError,
@@ -87,6 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         PermissionError,
         ConnectionError,
         StrictDataclassError,
+        OSError,  # e.g. a full disk; its message names the file
     ) as err:
         # Library errors are written to name the problem and the fix; show them without a traceback.
         print(f"scratch-gpt {args.command}: error: {err}", file=sys.stderr)
@@ -105,6 +133,14 @@ def _library_progress_bars(show: bool) -> Callable[[], None]:
     was_enabled = hf_logging.is_progress_bar_enabled()
     (hf_logging.enable_progress_bar if show else hf_logging.disable_progress_bar)()
     return hf_logging.enable_progress_bar if was_enabled else hf_logging.disable_progress_bar
+
+
+def _out_of_memory(err: BaseException) -> bool:
+    text = str(err)
+    return isinstance(err, MemoryError) or any(
+        s in text
+        for s in ("out of memory", "can't allocate memory", "DefaultCPUAllocator", "not enough memory")
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,7 +1,7 @@
 """``scratch-gpt train-tokenizer`` / ``encode`` / ``decode``: train a byte-level BPE tokenizer and look at
 its tokens.
 
-Each command parses its arguments, calls one function (``bpe_train.train_tokenizer``,
+Each command parses its arguments, calls one function (``training.tokenizer_tools.train_tokenizer_on_files``,
 ``hub.tokenizer_folders.load_folder_tokenizer``) and prints the result. ``encode`` and ``decode`` read any
 folder the package writes: a tokenizer folder, a model folder (``tokenizer.json``; the demo, a fine-tuned run, a
 GPT-2 conversion), its ``tokenizer/`` subfolder, or OpenAI's GPT-2 files.
@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 
-DEFAULT_SPECIAL_TOKENS = ["<|endoftext|>"]
+from ..constants import END_OF_TEXT
+
+DEFAULT_SPECIAL_TOKENS = [END_OF_TEXT]
 _FOLDER_HELP = (
     "a tokenizer or model folder the package wrote (train-tokenizer, demo, pretrain, finetune-*, convert; "
     "its tokenizer/ subfolder is found too), a Hugging Face tokenizer.json folder, or GPT-2's encoder.json + vocab.bpe"
@@ -46,6 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="split pattern: GPT-2's (default), GPT-4's (cl100k), or your own regular expression",
     )
     train.add_argument("--encoding", default="utf-8", help="text encoding of the files (default: utf-8)")
+    train.add_argument(
+        "--overwrite", action="store_true", help="replace an --output folder that holds other files"
+    )
     train.set_defaults(func=_train_tokenizer)
 
     encode = subparsers.add_parser(
@@ -72,18 +77,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _train_tokenizer(args: argparse.Namespace) -> int:
-    from ..bpe_train import train_tokenizer
+    from ..training.run_folder import claim_run_folder
+    from ..training.tokenizer_tools import train_tokenizer_on_files
 
     specials = [] if args.no_special_tokens else (args.special_tokens or DEFAULT_SPECIAL_TOKENS)
-    summary = train_tokenizer(
-        args.files,
-        args.vocab_size,
-        args.output,
-        special_tokens=specials,
-        pattern=args.pattern,
-        show_progress=True,
-        encoding=args.encoding,
-    )
+    settings = {"files": args.files, "vocab_size": args.vocab_size, "special_tokens": specials}
+    with claim_run_folder(
+        args.output, "tokenizer", command="train-tokenizer", settings=settings, overwrite=args.overwrite
+    ):
+        summary = train_tokenizer_on_files(
+            args.files,
+            args.vocab_size,
+            args.output,
+            special_tokens=specials,
+            pattern=args.pattern,
+            show_progress=True,
+            encoding=args.encoding,
+        )
     tokenizer = summary.tokenizer
     print(
         f"vocab size: {tokenizer.vocab_size:,} (256 bytes + {len(tokenizer.merges):,} merges + "

@@ -1,6 +1,6 @@
 """Talking to an instruction-tuned model: the Alpaca chat template and a streaming chat loop (book chapter 7).
 
-The book fine-tunes on prompts built by ``format_input`` (``instruction.py``) followed by ``"\\n\\n### Response:\\n"``
+The book fine-tunes on prompts built by ``format_input`` (``instruction_data.py``) followed by ``"\\n\\n### Response:\\n"``
 and reads the answer off the generated text. This module makes that prompt format the tokenizer's own:
 
 * ``CHAT_TEMPLATE`` is a Jinja chat template. For one user message,
@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from ..generation import context_length, generate_stream
+from ..tokenizer_protocol import end_of_text_id
 from .instruction_data import ALPACA_PREAMBLE, RESPONSE_HEADER, format_input
 
 __all__ = [
@@ -57,7 +58,7 @@ __all__ = [
 ]
 
 # Where a response ends if the model does not emit end-of-text: it starts a new Alpaca section
-# (the same cut that ``instruction.extract_response`` makes).
+# (the same cut that ``instruction_data.extract_response`` makes).
 STOP_STRINGS: tuple[str, ...] = ("\n\n### ",)
 
 
@@ -231,7 +232,7 @@ def stream_response(
     pieces concatenate to the decoded new tokens, cut at the end-of-text token or stop string.
     """
     prompt_ids = tokenizer.encode(prompt)
-    eos_id = getattr(tokenizer, "eos_token_id", None)
+    eos_id = end_of_text_id(tokenizer)
     decoder = IncrementalDecoder(tokenizer)
     shown = 0  # characters of decoder.emitted already yielded
     for token in stream_generate(model, prompt_ids, max_new_tokens, temperature, top_k, eos_id, generator):
@@ -380,20 +381,12 @@ def load_model_and_tokenizer(
 
     import scratch_gpt  # noqa: F401  (registers model_type "scratch_gpt" with the Auto classes)
 
+    from ..hub.loading import check_checkpoint_config, check_tokenizer_files, load_checked
+
     path = Path(model_dir)
-    if not path.is_dir():
-        raise FileNotFoundError(
-            f"model folder {str(path)!r} does not exist; pass a folder written by save_pretrained (e.g. the "
-            "output of `scratch-gpt pretrain` or `scratch-gpt finetune-instruct`)"
-        )
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"{str(path)!r} has no config.json, so it is not a saved model folder")
-    if not any((path / name).is_file() for name in ("tokenizer.json", "vocab.json", "tokenizer_config.json")):
-        raise FileNotFoundError(
-            f"{str(path)!r} has no tokenizer (tokenizer.json / vocab.json); save one into it with "
-            "tokenizer.save_pretrained(dir)"
-        )
-    model = AutoModelForCausalLM.from_pretrained(str(path), **model_kwargs)
+    check_checkpoint_config(path)  # CheckpointLoadError: one line naming the file and the fix
+    check_tokenizer_files(path)
+    model = load_checked(AutoModelForCausalLM, path, **model_kwargs)
     tokenizer = AutoTokenizer.from_pretrained(str(path))
     vocab_size = model.get_input_embeddings().num_embeddings
     if len(tokenizer) > vocab_size:

@@ -16,13 +16,11 @@ The book's steps, as functions:
 
 Everything here takes a ``ScratchGPTForSequenceClassification`` and ``DataLoader``s of ``(input_ids, label)``
 batches. Not here: data loading and model loading, and the pipeline from a checkpoint folder to a fine-tuned one
-(all in ``finetune_classifier.py``); LoRA itself (``lora.py``).
+(all in ``classifier_pipeline.py``); LoRA itself (``lora.py``).
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from os import PathLike
@@ -33,13 +31,15 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ..atomic_io import atomic_write
+from ..constants import LORA_TARGETS
 from ..kernels.loss import cross_entropy
 from .lora import LinearWithLoRA, freeze_for_lora, merge_lora, replace_linear_with_lora
 
 FREEZE_POLICIES = ("last_block", "all", "lora", "peft-lora")
 POOLINGS = ("last_real", "last")
 # peft target names of every Linear inside a transformer block (see docs/finetuning.md)
-PEFT_TARGET_MODULES = ["W_query", "W_key", "W_value", "out_proj", "fc_in", "fc_out"]
+PEFT_TARGET_MODULES = list(LORA_TARGETS)
 
 Pooling = Literal["last_real", "last"]
 Freeze = Literal["last_block", "all", "lora", "peft-lora"]
@@ -340,13 +340,8 @@ def plot_classifier_history(history: ClassifierHistory, path: str | PathLike[str
     ax_acc.set_ylabel("Accuracy")
     ax_acc.legend()
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"), suffix=".png")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path

@@ -19,17 +19,17 @@ ROUGE-L is a word-overlap score, **not** a judgment of correctness: the book gra
 judge (Ollama), which cannot run here, so no judged score is reported (``ROUGE_NOTE`` says so in the results).
 
 Everything here takes a causal LM that is already loaded, its tokenizer and the split records. Not here (all
-in ``finetune_instruct.py``): loading the model and the records, applying and merging LoRA, saving the
+in ``instruction_pipeline.py``): loading the model and the records, applying and merging LoRA, saving the
 checkpoint with its chat template, and the pipeline from a checkpoint folder to a fine-tuned one. The record
-format, the collate function and ROUGE-L themselves are in ``instruction.py``.
+format, the collate function and ROUGE-L themselves are in ``instruction_data.py``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -37,10 +37,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..generation import generate
+from ..generation import generate, model_logits
 from ..kernels.loss import cross_entropy
+from ..tokenizer_protocol import end_of_text_id
 from ..training.history import LossHistory
-from ..training.pretrain import calc_logits, calc_loss_batch, calc_loss_loader
+from ..training.pretrain import calc_loss_batch, calc_loss_loader
 from .chat import build_prompt
 from .instruction_data import InstructionDataset, custom_collate_fn, extract_response, rouge_l_f1
 
@@ -54,7 +55,6 @@ __all__ = [
     "train_model_simple",
 ]
 
-logger = logging.getLogger(__name__)
 
 ROUGE_NOTE = (
     "ROUGE-L F1 is a word-overlap score between the model's answer and the reference answer (longest common "
@@ -80,7 +80,7 @@ def make_instruction_loaders(
     order comes from the global RNG (a plain ``DataLoader(shuffle=True)``, as the book's) and the collate
     function follows the book's end-of-text rule (``custom_collate_fn(book_conventions=True)``).
     """
-    eos_id = getattr(tokenizer, "eos_token_id", None)
+    eos_id = end_of_text_id(tokenizer)
     if eos_id is None:
         raise ValueError(
             "the tokenizer has no eos_token_id; instruction data is padded and ended with end-of-text"
@@ -90,7 +90,7 @@ def make_instruction_loaders(
             name: InstructionDataset(getattr(splits, name), tokenizer, include_instruction_length=True)
             for name in ("train", "validation", "test")
         }
-    _report_truncation(datasets, context_length)
+    _check_responses_fit(datasets, context_length)
     collate = partial(
         custom_collate_fn,
         pad_token_id=eos_id,
@@ -128,7 +128,7 @@ _LENGTH_WARNING = "sequence-length-is-longer-than-the-specified-maximum"  # tran
 def _quiet_length_warning(tokenizer: Any) -> Iterator[None]:
     """Hold back transformers' "Token indices sequence length is longer than the specified maximum sequence
     length ... will result in indexing errors" while the records are encoded: the collate function truncates
-    them to the context, so no indexing error can happen; ``_report_truncation`` says what really happens."""
+    them to the context, so no indexing error can happen; ``_check_responses_fit`` says what really happens."""
     shown = getattr(tokenizer, "deprecation_warnings", None)
     if not isinstance(shown, dict):
         yield
@@ -144,20 +144,28 @@ def _quiet_length_warning(tokenizer: Any) -> Iterator[None]:
             shown[_LENGTH_WARNING] = before
 
 
-def _report_truncation(datasets: Mapping[str, InstructionDataset], context_length: int) -> None:
-    """Log how many records are longer than the context (they are cut to it when batched, the book's
-    ``allowed_max_length``), or nothing when none is."""
-    too_long = {
-        name: sum(len(ids) + 1 > context_length for ids in data.encoded_texts)  # + 1: the end-of-text token
-        for name, data in datasets.items()
-    }
-    if any(too_long.values()):
-        counts = ", ".join(f"{too_long[name]} of {len(data)} {name}" for name, data in datasets.items())
-        logger.warning(
-            f"{counts} records are longer than the model's context of {context_length} tokens: each is cut to its "
-            f"first {context_length} tokens when batched (the book's allowed_max_length), so the model never sees "
-            "their ends. A model with a longer context (--context-length when pretraining) keeps them whole."
-        )
+def _check_responses_fit(datasets: dict[str, Any], context_length: int) -> None:
+    """Warn how many records the context length truncates, and how many keep no response token at all (they
+    would train on the prompt template alone); a ``ValueError`` if no training record keeps one."""
+    for name, dataset in datasets.items():
+        n = len(dataset)
+        # the collate appends an end-of-text id; targets predict ids[1:], cut to context_length positions
+        truncated = sum(len(ids) + 1 > context_length + 1 for ids in dataset.encoded_texts)
+        no_response = sum(length > context_length for length in dataset.instruction_lengths)
+        if name == "train" and no_response == n:
+            shortest = min(dataset.instruction_lengths)
+            raise ValueError(
+                f"no training record keeps a response token within the context length of {context_length} "
+                f"tokens (the shortest prompt alone has {shortest} tokens): training would fit the prompt template "
+                "only; use a model with a longer context, or shorter instructions"
+            )
+        if truncated:
+            warnings.warn(
+                f"{truncated} of {n} {name} records are longer than the context length ({context_length} "
+                f"tokens) and are truncated; {no_response} of them keep no response token",
+                UserWarning,
+                stacklevel=3,
+            )
 
 
 @torch.no_grad()
@@ -174,7 +182,7 @@ def response_loss(model: nn.Module, data_loader: DataLoader, device: Any = None)
     for inputs, targets in data_loader:
         if device is not None:
             inputs, targets = inputs.to(device), targets.to(device)
-        logits = calc_logits(model, inputs)  # (B, T, vocab_size)
+        logits = model_logits(model, inputs)  # (B, T, vocab_size)
         total += cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum").item()  # (B*T, V)
         count += int((targets != -100).sum())
     model.train(was_training)

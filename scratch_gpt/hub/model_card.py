@@ -30,10 +30,11 @@ import json
 import math
 import os
 import struct
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+from ..atomic_io import atomic_write_text
 
 HISTORY_FILE = "training_history.json"
 CARD_FILE = "README.md"
@@ -193,14 +194,7 @@ def write_model_card(
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} already exists; pass overwrite=True (CLI: --overwrite) to replace it")
     card = card_for_checkpoint(directory, repo_id=repo_id, **options)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".README.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(card)
-        os.replace(tmp, path)  # a crash never leaves a half-written card
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, card)  # a crash never leaves a half-written card
     return path
 
 

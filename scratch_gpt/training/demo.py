@@ -177,27 +177,28 @@ def run_demo(
             folder's run was started with.
         max_steps: override the size's number of optimizer steps (with ``resume``: train further).
         resume: continue the demo in ``output_dir`` from its newest checkpoint.
-        overwrite: delete an earlier demo in ``output_dir`` first (only a folder the demo wrote is deleted).
+        overwrite: start over: the folder's old content (an earlier demo, or other files) is set aside and
+            replaced once the new run has finished (``run_folder.claim_run_folder``).
         seed: the random seed (model initialization, data order, sampling).
         show_progress: the progress bar (with the time left) and evaluation lines.
 
     Raises:
         FileExistsError: ``output_dir`` already holds a demo and neither ``resume`` nor ``overwrite`` was
-            given (the message says what is there and the ways forward), or ``overwrite`` was asked for a
-            folder the demo did not write.
+            given (the message says what is there and the ways forward), or the folder holds files a
+            demo did not write (``run_folder.RunFolderError``) and ``overwrite`` was not given.
     """
     from .from_corpus import CorpusConfig, pretrain_from_corpus
     from .pretrain import PretrainConfig, check_output_dir
+    from .run_folder import claim_run_folder
 
     if resume and overwrite:
         raise ValueError("resume and overwrite exclude each other: continue the demo, or start it over")
     output_dir = Path(output_dir)
     existing = find_demo(output_dir)
-    if overwrite:
-        _remove_demo(output_dir, existing)
-        existing = None
-    elif existing is not None and not resume:
+    if existing is not None and not (resume or overwrite):
         raise FileExistsError(describe_existing(existing))
+    if overwrite:
+        existing = None
     if size is None:
         size = existing.size if (resume and existing is not None and existing.size) else "full"
     if size not in SETTINGS:
@@ -210,17 +211,6 @@ def run_demo(
         s["max_steps"] = max_steps
     corpus = output_dir / _CORPUS
     start_step = existing.step if (resume and existing is not None) else 0
-    if resume and corpus.is_file():
-        lines = corpus.read_text(encoding="utf-8").splitlines()
-        n_docs, n_chars = len(lines), sum(len(json.loads(x)["text"]) for x in lines)
-    else:
-        check_output_dir(output_dir, resume)  # before writing anything into it
-        n_docs, n_chars = write_demo_corpus(corpus, s["max_chars"])
-    _write_state(output_dir, size=size, max_steps=s["max_steps"], seed=seed, finished=False)
-    if show_progress:
-        print(
-            f"corpus: {n_docs:,} docstrings of the Python standard library, {n_chars:,} characters -> {corpus}"
-        )
     corpus_settings = CorpusConfig(
         corpus,
         vocab_size=s["vocab_size"],
@@ -246,12 +236,25 @@ def run_demo(
         show_progress=show_progress,
         dataset_name="docstrings of the Python standard library",
     )
-    result = pretrain_from_corpus(config, corpus_settings)
-    val_loss = result.history.val_losses[-1]
-    _write_state(
-        output_dir, size=size, max_steps=s["max_steps"], seed=seed, finished=not result.stopped_early,
-        steps=result.step, val_loss=val_loss,
-    )  # fmt: skip
+    settings = {**s, "seed": seed, "size": size}
+    with claim_run_folder(output_dir, "pretrain", command="demo", settings=settings, overwrite=overwrite):
+        if resume and corpus.is_file():
+            lines = corpus.read_text(encoding="utf-8").splitlines()
+            n_docs, n_chars = len(lines), sum(len(json.loads(x)["text"]) for x in lines)
+        else:
+            check_output_dir(output_dir, resume)  # before writing anything into it
+            n_docs, n_chars = write_demo_corpus(corpus, s["max_chars"])
+        _write_state(output_dir, size=size, max_steps=s["max_steps"], seed=seed, finished=False)
+        if show_progress:
+            print(
+                f"corpus: {n_docs:,} docstrings of the Python standard library, {n_chars:,} characters -> {corpus}"
+            )
+        result = pretrain_from_corpus(config, corpus_settings)
+        val_loss = result.history.val_losses[-1]
+        _write_state(
+            output_dir, size=size, max_steps=s["max_steps"], seed=seed, finished=not result.stopped_early,
+            steps=result.step, val_loss=val_loss,
+        )  # fmt: skip
     generations = generate_samples(output_dir, DEMO_PROMPTS, s["max_new_tokens"], seed)
     return DemoResult(
         output_dir=output_dir,
@@ -300,22 +303,6 @@ def find_demo(output_dir: str | Path) -> ExistingDemo | None:
         val_loss=state.get("val_loss") if finished else None,
         size=state.get("size"),
     )
-
-
-def _remove_demo(output_dir: Path, existing: ExistingDemo | None) -> None:
-    """Delete an earlier demo's folder (``overwrite``); refuse for a folder the demo did not write."""
-    import shutil
-
-    if not output_dir.exists():
-        return
-    if existing is None:
-        if output_dir.is_dir() and not any(output_dir.iterdir()):
-            return
-        raise FileExistsError(
-            f"{output_dir} does not hold a demo (no {_STATE_FILE} or {_CORPUS.as_posix()}), so --overwrite "
-            "will not delete it; choose another output folder"
-        )
-    shutil.rmtree(output_dir)
 
 
 def continue_command(
