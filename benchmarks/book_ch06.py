@@ -14,7 +14,7 @@ this script compares the *mechanics* instead, on a GPT pretrained here:
 It prints the book's lines (losses every 50 steps, accuracies every epoch, the final accuracies) beside the
 numbers the book's own code gives when run from the same pretrained weights (``previous_chapters.GPTModel``
 with the book's ``train_classifier_simple``, run on this CPU with the weights copied over; recorded below).
-``--quick``: one epoch, stopping after 20 steps (a smoke test in well under a minute).
+``--quick``: a GPT pretrained for one epoch only, fine-tuned for 20 steps (a smoke test; no comparison).
 """
 
 from __future__ import annotations
@@ -46,8 +46,9 @@ def gpt2_hf_tokenizer():
     return ScratchGPTTokenizerFast.from_bpe(bpe, model_max_length=SIZES["n_positions"], pad_token=None)
 
 
-def pretrained_tiny_gpt(output_dir: Path) -> Path:
-    """Pretrain the tiny GPT in book mode on the-verdict.txt and save it (with the tokenizer) to ``output_dir``."""
+def pretrained_tiny_gpt(output_dir: Path, epochs: int = 10) -> Path:
+    """Pretrain the tiny GPT in book mode on the-verdict.txt for ``epochs`` epochs and save it (with the tokenizer)
+    to ``output_dir``; an existing one there is reused."""
     from scratch_gpt import BPETokenizer, ScratchGPTConfig, ScratchGPTForCausalLM
     from scratch_gpt.data.sliding_window import GPTDatasetV1, train_val_split
     from scratch_gpt.training.book_conventions import init_weights_like_the_book
@@ -64,7 +65,7 @@ def pretrained_tiny_gpt(output_dir: Path) -> Path:
     )
     model = init_weights_like_the_book(ScratchGPTForCausalLM(config), seed=123)
     cfg = PretrainConfig(
-        output_dir=output_dir, num_epochs=10, batch_size=2, learning_rate=4e-4, weight_decay=0.1,
+        output_dir=output_dir, num_epochs=epochs, batch_size=2, learning_rate=4e-4, weight_decay=0.1,
         lr_schedule="constant", grad_clip=None, eval_interval=5, eval_batches=5, save_interval=None,
         sample_prompt=None, mixed_precision="no", show_progress=False, book_conventions=True,
     )  # fmt: skip
@@ -86,7 +87,11 @@ def main() -> None:
     from scratch_gpt.finetune.classifier_pipeline import ClassifierFinetuneConfig, finetune_classifier
 
     work = Path(args.work_dir)
-    lm = pretrained_tiny_gpt(work / "pretrained")
+    lm = (
+        pretrained_tiny_gpt(work / "pretrained-quick", 1)
+        if args.quick
+        else pretrained_tiny_gpt(work / "pretrained")
+    )
     out = work / ("classifier-quick" if args.quick else "classifier")
     config = ClassifierFinetuneConfig(
         lm, DATA_DIR / "SMSSpamCollection.tsv", out, overwrite=True, device="cpu", book_conventions=True,
