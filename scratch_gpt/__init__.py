@@ -67,6 +67,12 @@ _LAZY_ATTRS: dict[str, str] = {
     "InstructionDataset": "finetune.instruction_data",
     "format_input": "finetune.instruction_data",
     "custom_collate_fn": "finetune.instruction_data",
+    # chapter 7 bonus: preference tuning with DPO
+    "DPOConfig": "finetune.dpo_pipeline",
+    "finetune_dpo": "finetune.dpo_pipeline",
+    "PreferenceDataset": "finetune.dpo_data",
+    "build_preference_pairs": "finetune.dpo_data",
+    "compute_dpo_loss": "finetune.dpo_training",
     # sharing
     "make_model_card": "hub.model_card",
     "write_model_card": "hub.model_card",

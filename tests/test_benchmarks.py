@@ -79,3 +79,11 @@ def test_book_ch06_and_ch07_quick_run_the_pipelines_in_book_mode(tmp_path):
     out = _run("book_ch07.py", "--quick", "--work-dir", str(tmp_path))
     assert len(re.findall(r"^ +\d \| \d+\.\d{6}", out, re.M)) == 6, out
     assert len(re.findall(r"^Step 0000(00|05): Train loss", out, re.M)) == 2, out
+
+
+def test_bench_static_compile_quick_checks_tokens_and_prints_ratios():
+    # aot_eager: the same fullgraph capture without inductor's C++ build, so the smoke run stays short
+    out = _run("bench_static_compile.py", "--quick", "--backend", "aot_eager")
+    assert "same tokens from all three checked (16 new tokens, greedy)" in out
+    assert re.search(r"median speed ratio ours/hf \(static\+compile\) = \d+\.\d+", out), out
+    assert re.search(r"median speed ratio ours static\+compile / ours dynamic = \d+\.\d+", out), out
