@@ -30,33 +30,21 @@ import csv
 import io
 import warnings
 from collections.abc import Mapping, Sequence
-from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
-from typing import Literal, NamedTuple, Protocol
+from typing import Literal, NamedTuple
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..constants import GPT2_EOS_ID  # <|endoftext|>, the book's pad id
 from ..model import last_token_positions  # the one last-real-token function (core), re-exported here
+from ..tokenizer_protocol import TextTokenizer
 
 SPAM_LABELS: dict[str, int] = {"ham": 0, "spam": 1}  # the book's label map
 BOOK_SEED = 123  # random_state of every shuffle in the book's chapter 6
-GPT2_EOS_ID = 50256  # <|endoftext|>, the book's pad id
-
-
-class TextTokenizer(Protocol):
-    """What the data pipelines need from a tokenizer: tiktoken's GPT-2 encoding and ``BPETokenizer`` both fit.
-
-    Messages are encoded with ``encode(text)`` and the defaults of ``allowed_special``: a message that spells a
-    special token such as ``<|endoftext|>`` is an error rather than silently becoming that token.
-    """
-
-    def encode(self, text: str, *, allowed_special: Literal["all"] | AbstractSet[str] = ...) -> list[int]: ...
-
-    def decode(self, ids: Sequence[int]) -> str: ...
 
 
 @dataclass(frozen=True)
