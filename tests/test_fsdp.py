@@ -26,7 +26,7 @@ import torch
 from conftest import data_file
 from model_helpers import tiny_config
 
-from scratch_gpt import ScratchGPTForCausalLM
+from scratch_gpt import ScratchGPTForCausalLM, register_auto_classes
 from scratch_gpt.training import fsdp
 from scratch_gpt.training.sharded_checkpoints import consolidate_checkpoint, is_sharded_checkpoint
 
@@ -362,10 +362,19 @@ def test_trainer_with_fsdp_settings_and_peft_lora_under_fsdp(tmp_path):
         assert sharded[name]["losses"] == pytest.approx(single[name]["losses"], abs=2e-5, rel=0)
     assert single["full"]["losses"][-1] < single["full"]["losses"][0]
     # the consolidated model: an ordinary folder with the 1-process run's weights (to rounding)
-    a = AutoModelForCausalLM.from_pretrained(tmp_path / "two" / "full" / "final")
-    b = AutoModelForCausalLM.from_pretrained(tmp_path / "one" / "full" / "final")
+    register_auto_classes()  # main's lazy registration can miss the models (see the fsdp branch's report)
+    a = AutoModelForCausalLM.from_pretrained(tmp_path / "two" / "full" / "final").eval()
+    b = AutoModelForCausalLM.from_pretrained(tmp_path / "one" / "full" / "final").eval()
+    # Adam divides by sqrt(v): where a gradient is ~0, float32 rounding noise can flip a step's sign, so single
+    # weights may differ by up to 2 x lr per step (4 steps, lr 2e-3); almost all agree to 1e-5, and the outputs do
+    off = total = 0
     for (name, pa), (_, pb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
-        assert torch.allclose(pa, pb, atol=1e-5, rtol=0), name
+        assert torch.allclose(pa, pb, atol=4 * 2 * 2e-3, rtol=0), name
+        off, total = off + int(((pa - pb).abs() > 1e-5).sum()), total + pa.numel()
+    assert off <= total // 1000, (off, total)
+    probe = torch.tensor([[1, 5, 7, 9, 11, 13, 17, 19]])
+    with torch.no_grad():
+        assert torch.allclose(a(input_ids=probe).logits, b(input_ids=probe).logits, atol=1e-3, rtol=0)
     # the LoRA adapter gathered from the shards equals the 1-process one (to rounding), and it did move
     la = load_file(str(tmp_path / "two" / "lora" / "final" / "adapter_model.safetensors"))
     lb = load_file(str(tmp_path / "one" / "lora" / "final" / "adapter_model.safetensors"))
