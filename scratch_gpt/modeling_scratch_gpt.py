@@ -65,8 +65,8 @@ class ScratchGPTBlock(TransformerBlock, GradientCheckpointingLayer):
     """The book's ``TransformerBlock`` as a ``transformers`` ``GradientCheckpointingLayer``.
 
     The math is ``TransformerBlock``'s; the base class only adds checkpointing: after
-    ``model.gradient_checkpointing_enable(...)``, a block in training recomputes its activations in the backward
-    pass (with the ``gradient_checkpointing_kwargs`` you gave), and drops the ``cache`` keyword (a cache is useless
+    ``model.activation_checkpointing_enable(...)`` (formerly ``gradient_checkpointing_enable``), a block in training
+    recomputes its activations in the backward pass (with the checkpointing kwargs you gave), and drops the ``cache`` keyword (a cache is useless
     while training). It also marks the two projections that write into the residual stream, for GPT-2's scaled
     initialization (``_init_weights``).
     """
@@ -88,11 +88,10 @@ class ScratchGPTPreTrainedModel(PreTrainedModel):
     _supports_flex_attn = True
     _supports_attention_backend = True  # any function registered in transformers' AttentionInterface
     _can_compile_fullgraph = True  # static cache + torch.compile(fullgraph=True)
-    _can_record_outputs = {  # what transformers' output capture records, and from which modules
+    # what transformers' output capture records, and from which modules (MultiHeadAttention returns (out, weights))
+    _can_record_outputs = {
         "hidden_states": ScratchGPTBlock,
-        "attentions": OutputRecorder(
-            MultiHeadAttention, index=1
-        ),  # MultiHeadAttention returns (out, weights)
+        "attentions": OutputRecorder(MultiHeadAttention, index=1),
     }
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -156,8 +155,8 @@ class ScratchGPTModel(ScratchGPTPreTrainedModel):
         """
         kwargs.pop("output_attentions", None)
         kwargs.pop("output_hidden_states", None)
-        if input_ids is not None and inputs_embeds is not None:
-            raise ValueError("give either input_ids or inputs_embeds, not both")
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("give either input_ids or inputs_embeds (exactly one of them)")
         if use_cache is None:
             use_cache = self.config.use_cache and not self.training  # a cache is useless while training
         if use_cache and self.gradient_checkpointing and self.training and torch.is_grad_enabled():

@@ -52,6 +52,7 @@ __all__ = [
     "chat",
     "chat_with_model_dir",
     "load_model_and_tokenizer",
+    "not_instruction_tuned_warning",
     "stream_generate",
     "stream_response",
 ]
@@ -264,6 +265,20 @@ HELP_TEXT = (
     "  /input TEXT   attach TEXT as the input (### Input:) of the next instruction\n"
     "  /quit         leave (so do /exit, Ctrl-D and Ctrl-C)"
 )
+GREETING = "Chat: type an instruction and press Enter; /help shows the commands, /quit leaves."
+EMPTY_ANSWER = (
+    "(no answer: the model ended its response at once. A model that was not instruction-tuned often does; "
+    "try another instruction, or sampling with --temperature 0.7 --top-k 40)"
+)
+
+
+def not_instruction_tuned_warning(model_dir: str | os.PathLike[str]) -> str:
+    """The warning ``chat`` opens with for a model folder without a chat template."""
+    return (
+        f"warning: {model_dir} has no chat template, so it was not instruction-tuned with finetune-instruct; "
+        "it continues text rather than answering, and its answers may be empty or off. Instruction-tune it first: "
+        f"scratch-gpt finetune-instruct --model {model_dir} --data instruction-data.json --output DIR"
+    )
 
 
 def chat(
@@ -277,6 +292,8 @@ def chat(
     top_k: int | None = None,
     prompt_marker: str = ">>> ",
     seed: int | None = None,
+    greeting: str | None = GREETING,
+    notice: str | None = None,
 ) -> list[Mapping[str, str]]:
     """Chat with an instruction-tuned model in a loop, streaming each answer token by token.
 
@@ -284,7 +301,8 @@ def chat(
     end the loop, ``/input TEXT`` sets the input of the next instruction, an empty line is ignored. Each answer
     is written as it arrives with ``output_fn(piece, end="", flush=True)``, then ``output_fn("")`` ends the line
     (the signature of ``print``, which is the default). Every turn is a new single-turn prompt
-    (``build_prompt``), since the book's model is fine-tuned on single instructions.
+    (``build_prompt``), since the book's model is fine-tuned on single instructions. ``notice`` (a warning)
+    and ``greeting`` (which names ``/help``) are written first; an empty answer gets a note saying so.
 
     Returns the turns as ``{"instruction", "input", "response"}`` dicts (handy in tests and notebooks).
     """
@@ -296,6 +314,9 @@ def chat(
         generator.manual_seed(seed)
     turns: list[Mapping[str, str]] = []
     pending_input = ""
+    for line in (notice, greeting):
+        if line:
+            output_fn(line)
     while True:
         try:
             line = input_fn(prompt_marker)
@@ -335,6 +356,8 @@ def chat(
             output_fn(f"(error: {err})")
             continue
         output_fn("")
+        if not "".join(pieces).strip():
+            output_fn(EMPTY_ANSWER)
         turns.append({"instruction": line, "input": pending_input, "response": "".join(pieces)})
         pending_input = ""
     return turns
@@ -379,10 +402,13 @@ def load_model_and_tokenizer(
 def chat_with_model_dir(model_dir: str | os.PathLike[str], **chat_kwargs: Any) -> list[Mapping[str, str]]:
     """``load_model_and_tokenizer(model_dir)`` then ``chat(model, tokenizer, **chat_kwargs)``.
 
-    A tokenizer without a chat template gets ``CHAT_TEMPLATE`` (in memory only; nothing is written).
+    A tokenizer without a chat template was not instruction-tuned by ``finetune-instruct`` (which saves one):
+    the chat opens with a warning saying so (``not_instruction_tuned_warning``), and the tokenizer gets
+    ``CHAT_TEMPLATE`` in memory only (nothing is written).
     """
     device = chat_kwargs.pop("device", None)
     model, tokenizer = load_model_and_tokenizer(model_dir, device=device)
     if not getattr(tokenizer, "chat_template", None):
+        chat_kwargs.setdefault("notice", not_instruction_tuned_warning(model_dir))
         add_chat_template(tokenizer)
     return chat(model, tokenizer, **chat_kwargs)

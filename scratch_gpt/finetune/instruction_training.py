@@ -26,9 +26,10 @@ format, the collate function and ROUGE-L themselves are in ``instruction_data.py
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -53,6 +54,7 @@ __all__ = [
     "response_loss",
     "train_model_simple",
 ]
+
 
 ROUGE_NOTE = (
     "ROUGE-L F1 is a word-overlap score between the model's answer and the reference answer (longest common "
@@ -83,10 +85,11 @@ def make_instruction_loaders(
         raise ValueError(
             "the tokenizer has no eos_token_id; instruction data is padded and ended with end-of-text"
         )
-    datasets = {
-        name: InstructionDataset(getattr(splits, name), tokenizer, include_instruction_length=True)
-        for name in ("train", "validation", "test")
-    }
+    with _quiet_length_warning(tokenizer):  # transformers' "indexing errors" alarm; ours below is accurate
+        datasets = {
+            name: InstructionDataset(getattr(splits, name), tokenizer, include_instruction_length=True)
+            for name in ("train", "validation", "test")
+        }
     _check_responses_fit(datasets, context_length)
     collate = partial(
         custom_collate_fn,
@@ -116,6 +119,29 @@ def make_instruction_loaders(
         "val_responses": DataLoader(datasets["validation"], batch_size, collate_fn=answers_only),
         "test_responses": DataLoader(datasets["test"], batch_size, collate_fn=answers_only),
     }
+
+
+_LENGTH_WARNING = "sequence-length-is-longer-than-the-specified-maximum"  # transformers' once-only key
+
+
+@contextlib.contextmanager
+def _quiet_length_warning(tokenizer: Any) -> Iterator[None]:
+    """Hold back transformers' "Token indices sequence length is longer than the specified maximum sequence
+    length ... will result in indexing errors" while the records are encoded: the collate function truncates
+    them to the context, so no indexing error can happen; ``_check_responses_fit`` says what really happens."""
+    shown = getattr(tokenizer, "deprecation_warnings", None)
+    if not isinstance(shown, dict):
+        yield
+        return
+    before = shown.get(_LENGTH_WARNING)
+    shown[_LENGTH_WARNING] = True  # as if it had been shown already
+    try:
+        yield
+    finally:
+        if before is None:
+            shown.pop(_LENGTH_WARNING, None)
+        else:
+            shown[_LENGTH_WARNING] = before
 
 
 def _check_responses_fit(datasets: dict[str, Any], context_length: int) -> None:
