@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -167,6 +167,7 @@ def resolve_pattern(name_or_regex: str) -> str:
 # --------------------------------------------------------------------------------------------------------
 
 MERGES_HEADER = "#version: 0.2"
+_SPECIAL_FORM = re.compile(r"<\|[^|<>]+\|>")  # how GPT-2-style files write special tokens: <|endoftext|>
 
 
 def read_json(path: Path) -> Any:
@@ -180,12 +181,14 @@ def read_json(path: Path) -> Any:
 
 
 def read_gpt2_files(
-    vocab_path: Path, merges_path: Path
+    vocab_path: Path, merges_path: Path, declared_specials: Collection[str] | None = None
 ) -> tuple[dict[int, bytes], dict[tuple[int, int], int], dict[str, int]]:
     """Read ``encoder.json``/``vocab.json`` + ``vocab.bpe``/``merges.txt`` into (vocab, merges, specials).
 
-    Byte tokens and merge results go to ``vocab`` (id -> bytes); every other entry of the JSON file (GPT-2:
-    ``<|endoftext|>``) is returned as a special token. Errors name the file (and line) at fault.
+    Byte tokens and merge results go to ``vocab`` (id -> bytes); the other entries of the JSON file are the
+    special tokens: those in ``declared_specials``, or without it (GPT-2's own files) those written
+    ``<|name|>`` (GPT-2: ``<|endoftext|>``). Any other entry no merge produces means a truncated or
+    mismatched merges file: a ``ValueError`` naming both files. Errors name the file (and line) at fault.
     """
     encoder = read_json(vocab_path)
     if not isinstance(encoder, dict) or not all(type(i) is int for i in encoder.values()):
@@ -227,4 +230,13 @@ def read_gpt2_files(
             raise ValueError(f"{str(merges_path)!r} line {line_number}: {err}") from None
         merges[(encoder[left], encoder[right])] = encoder[left + right]
     special_tokens = {token: token_id for token, token_id in encoder.items() if token_id not in vocab}
+    declared = _SPECIAL_FORM.fullmatch if declared_specials is None else set(declared_specials).__contains__
+    unreachable = sorted((i, t) for t, i in special_tokens.items() if not declared(t))
+    if unreachable:
+        shown = ", ".join(repr(t) for _, t in unreachable[:3])
+        raise ValueError(
+            f"{len(unreachable)} tokens of {str(vocab_path)!r} ({shown}, ...) are neither bytes nor made by a "
+            f"merge of {str(merges_path)!r}, and are not special tokens: the merges file is truncated or the files "
+            "do not belong together; restore the complete pair of files"
+        )
     return vocab, merges, special_tokens

@@ -41,9 +41,13 @@ def test_finetune_classifier_command(workdir, tmp_path, capsys):
     assert results["settings"]["freeze"] == "all" and results["settings"]["lr"] == 1e-3
     assert results["history"]["global_step"] == 2
     assert "Ep 1 (Step 000000): Train loss" in printed  # the book's progress lines
-    test_acc = results["accuracy"]["test"] * 100
+    before, same = (
+        results["accuracy_before"]["test"] * 100,
+        results["accuracy_after_same_batches"]["test"] * 100,
+    )
+    assert "accuracy on the first 10 batches of each split, before -> after fine-tuning" in printed
     assert (
-        f"test accuracy: {results['accuracy_before']['test'] * 100:6.2f}% before -> {test_acc:6.2f}% after"
+        f"test: {before:6.2f}% -> {same:6.2f}%; whole split {results['accuracy']['test'] * 100:6.2f}%"
         in printed
     )
     assert f"trained {results['trainable_params']:,} of {results['total_params']:,} parameters" in printed
@@ -97,9 +101,9 @@ def test_help_shows_the_config_defaults(capsys):
 
 def test_errors_print_one_line(workdir, tmp_path, capsys):
     argv = ["finetune-classifier", "--model", str(tmp_path / "missing"), "--data", str(workdir / "sms.tsv")]
-    assert main(argv + ["--output", str(tmp_path / "out")]) == 1
+    assert main(argv + ["--output", str(tmp_path / "out")]) == 2  # a failed load, as for every command
     err = capsys.readouterr().err
-    assert err.startswith("scratch-gpt finetune-classifier: error:") and "config.json not found" in err
+    assert err.startswith("scratch-gpt finetune-classifier: error:") and "does not exist" in err
     assert "Traceback" not in err
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "x").write_text("x")

@@ -103,8 +103,8 @@ def test_generate_beam_search(gpt2_dir, capsys):
 # --- bad input: printed as one line, exit code 1, no traceback ---------------------------------------------------
 
 
-def run_error(argv, capsys) -> str:
-    assert main(argv) == 1
+def run_error(argv, capsys, status: int = 1) -> str:
+    assert main(argv) == status
     captured = capsys.readouterr()
     assert "Traceback" not in captured.err
     return captured.err
@@ -117,7 +117,9 @@ def test_error_generate_without_tokenizer(gpt2_dir, tmp_path, capsys):
 
 
 def test_error_generate_missing_folder(tmp_path, capsys):
-    assert "does not exist" in run_error(["generate", "--model", str(tmp_path / "nope"), "hi"], capsys)
+    assert "does not exist" in run_error(
+        ["generate", "--model", str(tmp_path / "nope"), "hi"], capsys, status=2
+    )
 
 
 @pytest.mark.parametrize(
@@ -151,7 +153,8 @@ def test_error_convert_not_gpt2(gpt2_dir, tmp_path, capsys):
 
 
 def test_error_convert_missing_source(tmp_path, capsys):
-    err = run_error(["convert", "--to-gpt2", str(tmp_path / "nope"), "--output", str(tmp_path / "x")], capsys)
+    argv = ["convert", "--to-gpt2", str(tmp_path / "nope"), "--output", str(tmp_path / "x")]
+    err = run_error(argv, capsys, status=2)
     assert "does not exist" in err
 
 

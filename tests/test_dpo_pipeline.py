@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -93,8 +94,12 @@ def test_finetune_dpo_end_to_end(tmp_path):
     _, tokenizer = load_model_and_tokenizer(out)
     assert tokenizer.chat_template  # `scratch-gpt chat` finds the Alpaca template
 
-    with pytest.raises(FileExistsError, match="not empty"):
-        finetune_dpo(config, log_fn=None)
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="already holds files no scratch-gpt run of this kind wrote"):
+        finetune_dpo(dataclasses.replace(config, output_dir=busy), log_fn=None)
+    assert [p.name for p in busy.iterdir()] == ["notes.txt"]
 
 
 @pytest.mark.slow

@@ -146,8 +146,10 @@ def test_bad_eos_and_tokenizer(tmp_path):
 
 def test_unwritable_output_directory(tmp_path):
     (tmp_path / "afile").write_text("x", encoding="utf-8")
-    with pytest.raises(PermissionError, match="cannot create the folder"):
+    with pytest.raises(NotADirectoryError, match="token file folder .*afile exists and is not a folder"):
         write_token_ids(tmp_path / "afile" / "t.bin", [[1]], vocab_size=10)
+    with pytest.raises(PermissionError, match="cannot write to the token file folder .*afile/sub"):
+        write_token_ids(tmp_path / "afile" / "sub" / "t.bin", [[1]], vocab_size=10)
 
 
 def test_truncated_or_corrupt_files_are_reported(tmp_path):

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from . import finite_float
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``finetune-dpo`` to the ``scratch-gpt`` parser."""
@@ -36,12 +38,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--data", required=True, metavar="PATH", help="preference or instruction records (.json/.jsonl)"
     )
     parser.add_argument("--output", "-o", required=True, metavar="DIR", help="folder for the tuned model")
-    parser.add_argument("--beta", type=float, default=0.1, help="DPO beta (default: 0.1, the book's)")
+    parser.add_argument("--beta", type=finite_float, default=0.1, help="DPO beta (default: 0.1, the book's)")
     parser.add_argument("--steps", type=int, default=None, help="stop after this many optimizer steps")
     parser.add_argument("--epochs", type=int, default=1, help="passes over the training pairs (default: 1)")
     parser.add_argument("--batch-size", type=int, default=8, help="pairs per step (default: 8)")
-    parser.add_argument("--lr", type=float, default=5e-6, help="AdamW learning rate (default: 5e-6)")
-    parser.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (default: 0.01)")
+    parser.add_argument("--lr", type=finite_float, default=5e-6, help="AdamW learning rate (default: 5e-6)")
+    parser.add_argument(
+        "--weight-decay", type=finite_float, default=0.01, help="AdamW weight decay (default: 0.01)"
+    )
     parser.add_argument(
         "--log-prob",
         choices=["mean", "sum"],
@@ -71,7 +75,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--seed", type=int, default=123, help="seed of the pairs and the batch order (default: 123)"
     )
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    parser.add_argument("--overwrite", action="store_true", help="write into a non-empty --output folder")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an --output folder that holds other files (kept until the new run has finished)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--quiet", action="store_true", help="do not print the evaluation lines")
     parser.set_defaults(func=_finetune_dpo)

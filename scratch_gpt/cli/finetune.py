@@ -24,6 +24,8 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
+from . import finite_float
+
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
 
 
@@ -89,6 +91,11 @@ def _add_shared_options(parser: argparse.ArgumentParser, config_class: str, *, d
         help="folder for the fine-tuned model",
     )
     parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an --output folder that holds other files (kept until the new run has finished)",
+    )
+    parser.add_argument(
         "--epochs",
         type=int,
         default=default("epochs"),
@@ -101,11 +108,11 @@ def _add_shared_options(parser: argparse.ArgumentParser, config_class: str, *, d
         help="examples per step (default: %(default)s)",
     )
     parser.add_argument(
-        "--lr", type=float, default=default("lr"), help="AdamW learning rate (default: %(default)s)"
+        "--lr", type=finite_float, default=default("lr"), help="AdamW learning rate (default: %(default)s)"
     )
     parser.add_argument(
         "--weight-decay",
-        type=float,
+        type=finite_float,
         default=default("weight_decay"),
         help="AdamW weight decay (default: %(default)s)",
     )
@@ -128,10 +135,12 @@ def _add_shared_options(parser: argparse.ArgumentParser, config_class: str, *, d
         help="batches per evaluation (default: %(default)s)",
     )
     parser.add_argument("--max-steps", type=int, default=None, help="stop after N optimizer steps")
-    parser.add_argument("--dropout", type=float, default=None, help="override the checkpoint's dropout rate")
+    parser.add_argument(
+        "--dropout", type=finite_float, default=None, help="override the checkpoint's dropout rate"
+    )
     parser.add_argument(
         "--lora-alpha",
-        type=float,
+        type=finite_float,
         default=default("lora_alpha"),
         help="LoRA alpha, the update's scale (default: %(default)s)",
     )
@@ -213,7 +222,6 @@ def _add_finetune_classifier(subparsers: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="tokenizer folder (default: --model)",
     )
-    parser.add_argument("--overwrite", action="store_true", help="write into a non-empty --output folder")
     parser.set_defaults(func=_finetune_classifier)
 
 
@@ -223,9 +231,15 @@ def _finetune_classifier(args: argparse.Namespace) -> int:
     config = _config_from_args(ClassifierFinetuneConfig, args)
     result = finetune_classifier(config, log=None if args.quiet else _print_now)
     settings = result["settings"]
-    before, after = result["accuracy_before"], result["accuracy"]
+    before, same, after = result["accuracy_before"], result["accuracy_after_same_batches"], result["accuracy"]
+    batches = result["before_batches"]
+    on = "all batches" if batches is None else f"the first {batches} batches"
+    print(f"accuracy on {on} of each split, before -> after fine-tuning; then after, on the whole split:")
     for name in ("train", "validation", "test"):
-        print(f"{name:>10} accuracy: {before[name] * 100:6.2f}% before -> {after[name] * 100:6.2f}% after")
+        print(
+            f"{name:>10}: {before[name] * 100:6.2f}% -> {same[name] * 100:6.2f}%; whole split "
+            f"{after[name] * 100:6.2f}%"
+        )
     print(
         f"trained {result['trainable_params']:,} of {result['total_params']:,} parameters "
         f"({settings['freeze']}, pooling {settings['pooling']}) in {result['train_seconds']:.1f} s"
@@ -284,7 +298,9 @@ def _add_chat(subparsers: argparse._SubParsersAction) -> None:
         "--model", "-m", required=True, metavar="DIR", help="checkpoint folder (with tokenizer)"
     )
     chat.add_argument("--max-new-tokens", type=int, default=256, help="longest answer (default: 256)")
-    chat.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default); > 0 samples")
+    chat.add_argument(
+        "--temperature", type=finite_float, default=0.0, help="0 = greedy (default); > 0 samples"
+    )
     chat.add_argument("--top-k", type=int, default=None, help="sample only among the K most likely tokens")
     chat.add_argument("--seed", type=int, default=None, help="random seed, for repeatable sampling")
     chat.add_argument("--device", default=None, help="torch device (default: cpu)")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 
 from ..hub.inference import generate_from_pretrained
+from . import finite_float
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,6 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     convert.add_argument(
         "--output", "-o", required=True, metavar="DIR", help="folder to write the checkpoint to"
     )
+    convert.add_argument(
+        "--overwrite", action="store_true", help="replace an --output folder that holds other files"
+    )
     convert.set_defaults(func=_convert)
 
     generate = subparsers.add_parser(
@@ -48,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     generate.add_argument("--max-new-tokens", type=int, default=50, help="tokens to generate (default: 50)")
     generate.add_argument(
         "--temperature",
-        type=float,
+        type=finite_float,
         default=0.0,
         help="0 = greedy (default); > 0 samples, higher is more random",
     )
@@ -56,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--top-k", type=int, default=None, help="sample only among the K most likely tokens"
     )
     generate.add_argument(
-        "--top-p", type=float, default=None, help="sample only from the top-P probability mass"
+        "--top-p", type=finite_float, default=None, help="sample only from the top-P probability mass"
     )
     generate.add_argument("--seed", type=int, default=None, help="random seed, for repeatable sampling")
     generate.add_argument(
@@ -69,10 +73,10 @@ def _convert(args: argparse.Namespace) -> int:
     from ..hub.convert_gpt2 import convert_from_gpt2, convert_to_gpt2
 
     if args.from_gpt2 is not None:
-        out = convert_from_gpt2(args.from_gpt2, args.output)
+        out = convert_from_gpt2(args.from_gpt2, args.output, overwrite=args.overwrite)
         print(f"wrote a scratch_gpt checkpoint converted from GPT-2 {args.from_gpt2} to {out}")
     else:
-        out = convert_to_gpt2(args.to_gpt2, args.output)
+        out = convert_to_gpt2(args.to_gpt2, args.output, overwrite=args.overwrite)
         print(f"wrote a GPT-2 checkpoint converted from {args.to_gpt2} to {out}")
     return 0
 

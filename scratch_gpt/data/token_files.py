@@ -15,7 +15,8 @@ the book's strided windows (``TokenFileDataset``, a drop-in for ``GPTDatasetV1``
 ``1 - val_fraction`` of the tokens train, the rest validate, as the book splits the-verdict.txt.
 
 Both files are written atomically (temp file + ``os.replace``), the header last; a header whose counts do
-not match the data file is reported as corrupt instead of giving wrong windows.
+not match the data file is reported as corrupt instead of giving wrong windows. The temp files carry their
+writer's pid; those a killed write left behind are deleted by the next write of the same file.
 
 Deliberately not here: tokenization itself (any ``encode(text)`` tokenizer is used as is), sharding
 across many files, and shuffling at write time.
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..atomic_io import atomic_write_bytes, ensure_writable_dir
 from .sliding_window import TextEncoder, _too_short_error, iter_documents, num_windows
 
 __all__ = [
@@ -83,30 +85,27 @@ def dtype_for_vocab(vocab_size: int) -> np.dtype:
     raise ValueError(f"vocab_size {vocab_size} does not fit in uint32 token files")
 
 
-def _atomic_write_bytes(path: Path, chunks: Iterable[bytes]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            for chunk in chunks:
-                fh.write(chunk)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _remove_stale_temporaries(path: Path) -> None:
+    """Delete temp files a killed write of ``path`` (or its header) left behind: their writer no longer runs."""
+    for name in (path.name, _header_path(path).name):
+        for tmp in path.parent.glob(f".{name}.*.tmp"):
+            match = re.fullmatch(rf"\.{re.escape(name)}\.(?:(\d+)\.)?[^.]+\.tmp", tmp.name)
+            if match is None:  # another file's temporary (e.g. the header's, seen from the data file's name)
+                continue
+            pid = int(match.group(1)) if match.group(1) else None
+            if pid is not None and pid != os.getpid() and _pid_alive(pid):
+                continue  # another process is writing it right now
+            tmp.unlink(missing_ok=True)
 
 
-def _check_output_dir(path: Path) -> None:
-    parent = path.parent
+def _pid_alive(pid: int) -> bool:
     try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise PermissionError(
-            f"cannot create the folder {parent} for the token file: {err.strerror}"
-        ) from None
-    if not os.access(parent, os.W_OK):
-        raise PermissionError(f"cannot write the token file into {parent}: the folder is not writable")
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
 
 
 def write_token_ids(
@@ -127,7 +126,8 @@ def write_token_ids(
     dtype = dtype_for_vocab(vocab_size)
     if eos_id is not None and not (isinstance(eos_id, int) and 0 <= eos_id < vocab_size):
         raise ValueError(f"eos_id must be an id in [0, {vocab_size}), got {eos_id!r}")
-    _check_output_dir(path)
+    ensure_writable_dir(path.parent, "token file folder")
+    _remove_stale_temporaries(path)
     counts = {"tokens": 0, "documents": 0}
 
     def encoded_chunks() -> Iterable[bytes]:
@@ -149,7 +149,7 @@ def write_token_ids(
         if counts["tokens"] == 0:  # raised before os.replace, so an existing file at path is kept
             raise ValueError(f"no token ids to write to {path}: the corpus holds no text")
 
-    _atomic_write_bytes(path, encoded_chunks())
+    atomic_write_bytes(path, encoded_chunks())
     info = TokenFileInfo(
         dtype=dtype.name,
         num_tokens=counts["tokens"],
@@ -158,7 +158,7 @@ def write_token_ids(
         num_documents=counts["documents"],
         metadata=dict(metadata or {}),
     )
-    _atomic_write_bytes(_header_path(path), [json.dumps(asdict(info), indent=2).encode("utf-8")])
+    atomic_write_bytes(_header_path(path), [json.dumps(asdict(info), indent=2).encode("utf-8")])
     return info
 
 

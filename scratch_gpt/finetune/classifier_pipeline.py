@@ -37,6 +37,7 @@ from torch.utils.data import DataLoader
 from ..atomic_io import write_dir_atomically
 from ..kernels import use_fast_kernels
 from ..kernels.loss import cross_entropy
+from ..tokenizer_protocol import HFTokenizerAdapter
 from ..training.config_checks import (
     check_choice,
     check_int,
@@ -44,6 +45,7 @@ from ..training.config_checks import (
     config_to_json,
     reject_non_finite,
 )
+from ..training.run_folder import claim_run_folder
 from .classifier_data import SPAM_LABELS, SpamDataset, load_spam_splits
 from .classifier_training import (
     FREEZE_POLICIES,
@@ -101,19 +103,15 @@ def load_classifier(
 
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()  # the load report would only say that the new head is new
-        problem = f"{model_dir} does not hold a complete scratch_gpt transformer"
-        try:
-            model, info = ScratchGPTForSequenceClassification.from_pretrained(
-                model_dir, output_loading_info=True, **overrides
+        from ..hub.loading import check_checkpoint_config, load_checked
+
+        check_checkpoint_config(model_dir, ("scratch_gpt",))
+        try:  # only the new head "score" may be missing
+            return load_checked(
+                ScratchGPTForSequenceClassification, model_dir, ignore_keys=("score.",), **overrides
             )
-        except RuntimeError as err:  # transformers refuses weights whose shapes disagree with config.json
-            raise ValueError(f"{problem} ({err}); check that config.json belongs to these weights") from None
         finally:
             hf_logging.set_verbosity(verbosity)
-        missing = [key for key in info["missing_keys"] if not key.startswith("score.")]
-        if missing:
-            raise ValueError(f"{problem} (missing {missing[:5]}); pass a pretrained causal-LM checkpoint")
-        return model
     if model_type == "gpt2":
         from ..hub.convert_gpt2 import load_gpt2
 
@@ -131,29 +129,9 @@ def load_classifier(
 
 
 def _model_type(model_dir: Path) -> Any:
-    config_path = model_dir / "config.json"
-    if not config_path.is_file():
-        raise FileNotFoundError(
-            f"{config_path} not found; pass a checkpoint folder written by save_pretrained (a pretrained "
-            "scratch_gpt model, or a GPT-2 folder)"
-        )
-    try:
-        return json.loads(config_path.read_text(encoding="utf-8")).get("model_type")
-    except (json.JSONDecodeError, AttributeError) as err:
-        raise ValueError(f"{config_path} is not a JSON object ({err}); re-save the checkpoint") from None
+    from ..hub.loading import read_checkpoint_config
 
-
-class _HFTextEncoder:
-    """A Hugging Face tokenizer seen through ``classification.TextTokenizer`` (no special tokens added)."""
-
-    def __init__(self, tokenizer: Any) -> None:
-        self.tokenizer = tokenizer
-
-    def encode(self, text: str, **_: Any) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
-
-    def decode(self, ids: Any) -> str:
-        return self.tokenizer.decode(ids)
+    return read_checkpoint_config(model_dir).get("model_type")
 
 
 def _load_tokenizer(directory: Path) -> Any:
@@ -218,22 +196,14 @@ class TrimPadding:
         return input_ids[:, :length], labels
 
 
-def _check_output_dir(output_dir: Path, overwrite: bool) -> None:
-    if output_dir.exists() and not output_dir.is_dir():
-        raise NotADirectoryError(f"output {output_dir} is a file; pass a folder path")
-    if output_dir.is_dir() and any(output_dir.iterdir()) and not overwrite:
-        raise FileExistsError(
-            f"output folder {output_dir} is not empty; choose a new folder or pass overwrite=True (--overwrite)"
-        )
-
-
 @dataclass
 class ClassifierFinetuneConfig:
     """Settings of one classifier fine-tuning run (book chapter 6); the defaults are the book's.
 
     ``model_dir`` is a causal-LM checkpoint folder (scratch_gpt or Hugging Face GPT-2), ``data_path`` a
     ``label<TAB>text`` file (e.g. SMSSpamCollection.tsv), ``output_dir`` the folder the classifier is written to
-    (it must be empty unless ``overwrite``). Training: AdamW with ``lr`` and ``weight_decay`` for ``epochs``
+    (new, empty or an earlier classifier run's; anything else only with ``overwrite``, which replaces it once the
+    new run has finished; see ``training.run_folder``). Training: AdamW with ``lr`` and ``weight_decay`` for ``epochs``
     passes of ``batch_size`` messages (the book: 5, 8, 5e-5, 0.1), stopping early after ``max_steps`` optimizer
     steps if set; the loss is evaluated every ``eval_freq`` steps on ``eval_iter`` batches. ``freeze`` says what
     is trained (``FREEZE_POLICIES``; ``lora_rank``, ``lora_alpha`` and ``lora_scaling`` apply to the LoRA ones),
@@ -332,12 +302,35 @@ def finetune_classifier(
     (``_evaluate``) -> save (``_save``).
     """
     output_dir = Path(config.output_dir)
-    _check_output_dir(output_dir, config.overwrite)
+    with claim_run_folder(
+        output_dir,
+        "classifier",
+        command="finetune-classifier",
+        settings=config_to_json(config),
+        overwrite=config.overwrite,
+    ):
+        return _finetune_classifier(config, output_dir, log)
+
+
+def _finetune_classifier(
+    config: ClassifierFinetuneConfig, output_dir: Path, log: Callable[[str], None] | None
+) -> dict[str, Any]:
     device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, tokenizer, pad_token_id = _load(config)
     data = _data(config, tokenizer, pad_token_id, model.config.n_positions)
     model, accuracy_before, history, train_seconds = _train(config, model, data, device, pad_token_id, log)
     final = _evaluate(model, data, device, pad_token_id, config.pooling, config.book_conventions)
+    # "after" on exactly the batches "before" saw, so the two can be compared side by side (after the final
+    # evaluation: iterating a loader draws from the global RNG, which book mode must not see disturbed)
+    kwargs = dict(pad_token_id=pad_token_id, pooling=config.pooling)
+    same_loaders = dict(data.loaders)
+    if config.book_conventions:  # "before" saw the shuffled train_loader right after seeding: the same again
+        torch.manual_seed(config.seed)
+        same_loaders["train"] = data.train_loader
+    accuracy_after_same = {
+        name: calc_accuracy_loader(loader, model, device, config.before_batches, **kwargs)
+        for name, loader in same_loaders.items()
+    }
 
     result: dict[str, Any] = {
         "settings": config_to_json(config),
@@ -348,6 +341,8 @@ def finetune_classifier(
         "trainable_params": count_parameters(model, trainable_only=True),
         "total_params": count_parameters(model),
         "accuracy_before": accuracy_before,
+        "accuracy_after_same_batches": accuracy_after_same,
+        "before_batches": config.before_batches,
         "accuracy": {name: acc for name, (_, acc) in final.items()},
         "loss": {name: loss for name, (loss, _) in final.items()},
         "train_seconds": round(train_seconds, 2),
@@ -395,7 +390,7 @@ def _data(
             f"max_length must be an int in [1, {context_length}] (the context length), got {max_length!r}"
         )
     splits = load_spam_splits(config.data_path, labels=config.labels, balance=config.balance)
-    encoder = _HFTextEncoder(tokenizer)
+    encoder = HFTokenizerAdapter(tokenizer)
     train_set = SpamDataset(splits.train, encoder, max_length=max_length, pad_token_id=pad_token_id)
     if train_set.max_length > context_length:  # the longest message does not fit: truncate to the context
         train_set = SpamDataset(splits.train, encoder, max_length=context_length, pad_token_id=pad_token_id)

@@ -40,6 +40,7 @@ from ..atomic_io import atomic_write_text, write_dir_atomically
 from ..kernels import use_fast_kernels
 from ..training.checkpoints import ensure_writable_dir
 from ..training.config_checks import check_choice, check_int, check_number, config_to_json, reject_non_finite
+from ..training.run_folder import claim_run_folder
 from .chat import add_chat_template, load_model_and_tokenizer
 from .dpo_data import (
     PAIR_STRATEGIES,
@@ -140,19 +141,6 @@ def save_dpo_checkpoint(model: torch.nn.Module, tokenizer: Any, output_dir: str 
     return write_dir_atomically(output_dir, write)
 
 
-def _check_output_dir(config: DPOConfig) -> Path:
-    output_dir = Path(config.output_dir)
-    if output_dir.exists() and not output_dir.is_dir():
-        raise NotADirectoryError(
-            f"output {output_dir} exists and is not a directory; choose another output folder"
-        )
-    if output_dir.is_dir() and any(output_dir.iterdir()) and not config.overwrite:
-        raise FileExistsError(
-            f"output folder {output_dir} is not empty; choose a new folder or pass overwrite=True (--overwrite)"
-        )
-    return output_dir
-
-
 def _held_out_metrics(
     policy: torch.nn.Module,
     reference: torch.nn.Module,
@@ -183,9 +171,20 @@ def finetune_dpo(config: DPOConfig, log_fn: Callable[[str], None] | None = print
     rejected answers; "before" is the reference's view of itself, so loss log 2 and margin 0 when the reference
     is the model), their change, sample answers, and the paths written.
     """
+    with claim_run_folder(
+        config.output_dir,
+        "dpo",
+        command="finetune-dpo",
+        settings=config_to_json(config),
+        overwrite=config.overwrite,
+    ):
+        return _finetune_dpo(config, log_fn)
+
+
+def _finetune_dpo(config: DPOConfig, log_fn: Callable[[str], None] | None) -> dict[str, Any]:
     log = log_fn or _silent
     started = time.perf_counter()
-    output_dir = _check_output_dir(config)
+    output_dir = Path(config.output_dir)
     device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
     records = load_preference_data(

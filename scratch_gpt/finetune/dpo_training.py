@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..training.pretrain import calc_logits
+from ..generation import model_logits
 
 __all__ = [
     "DPOLossOutput",
@@ -93,7 +93,7 @@ def sequence_logprobs(
     model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, reduction: str = "mean"
 ) -> torch.Tensor:
     """``compute_logprobs`` of ``model``'s logits for ``inputs`` ``(B, T)``: shape ``(B,)``."""
-    return compute_logprobs(calc_logits(model, inputs), targets, reduction)
+    return compute_logprobs(model_logits(model, inputs), targets, reduction)
 
 
 class DPOLossOutput(NamedTuple):

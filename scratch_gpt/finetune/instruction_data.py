@@ -34,12 +34,13 @@ from typing import Any, Literal, NamedTuple
 import torch
 from torch.utils.data import Dataset
 
-from .classifier_data import GPT2_EOS_ID, TextTokenizer, read_utf8_text
+from ..constants import END_OF_TEXT, GPT2_EOS_ID
+from ..tokenizer_protocol import TextTokenizer
+from .classifier_data import read_utf8_text
 
 ALPACA_PREAMBLE = "Below is an instruction that describes a task. Write a response that appropriately completes the request."
 RESPONSE_HEADER = "\n\n### Response:\n"
 REQUIRED_KEYS = ("instruction", "output")  # "input" may be missing: it means no input, like ""
-END_OF_TEXT = "<|endoftext|>"
 
 
 def format_input(entry: Mapping[str, Any]) -> str:
@@ -71,6 +72,14 @@ def _check_record(record: Any) -> tuple[dict[str, str] | None, str | None]:
     for key in (*REQUIRED_KEYS, "input"):
         if key in record and not isinstance(record[key], str):
             return None, f"key {key!r} must be a string, got {type(record[key]).__name__}"
+        if key in record:
+            try:
+                record[key].encode("utf-8")
+            except UnicodeEncodeError as err:
+                return None, (
+                    f"key {key!r} holds a lone surrogate {record[key][err.start]!r} at character {err.start} (an "
+                    "escaped \\ud800-\\udfff without its pair), which is not text"
+                )
     return {**record, "input": record.get("input", "")}, None
 
 

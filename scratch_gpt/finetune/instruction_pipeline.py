@@ -49,6 +49,7 @@ import torch
 from torch import nn
 
 from ..atomic_io import atomic_write_text, write_dir_atomically
+from ..constants import LORA_TARGETS  # every Linear inside the blocks; the LM head stays
 from ..kernels import use_fast_kernels
 from ..training.checkpoints import ensure_writable_dir
 from ..training.config_checks import (
@@ -59,6 +60,7 @@ from ..training.config_checks import (
     reject_non_finite,
 )
 from ..training.pretrain import calc_loss_loader
+from ..training.run_folder import claim_run_folder
 from .chat import add_chat_template, build_prompt, load_model_and_tokenizer
 from .instruction_data import load_instruction_data, split_instruction_data
 from .instruction_training import (
@@ -76,18 +78,6 @@ __all__ = [
     "finetune_instruct",
     "save_instruction_checkpoint",
 ]
-
-
-# LoRA goes on every Linear inside the transformer blocks; the LM head stays as it is (it is tied to the
-# token embedding, and a merged LoRA delta would untie it).
-LORA_TARGETS: tuple[str, ...] = (
-    "att.W_query",
-    "att.W_key",
-    "att.W_value",
-    "att.out_proj",
-    "ff.fc_in",
-    "ff.fc_out",
-)
 
 
 def _silent(_: str) -> None:
@@ -135,6 +125,8 @@ class InstructFinetuneConfig:
         num_test: answer only the first N test records (None: all of them).
         on_error: bad records raise (``"raise"``) or are skipped with a warning (``"skip"``).
         device: ``"cpu"``, ``"cuda"``, ...; None picks CUDA when available.
+        overwrite: replace an ``output_dir`` that holds anything but an earlier instruction run's output (the
+            old content is removed once the new run has finished; see ``training.run_folder``).
         book_conventions: reproduce the book's chapter 7 run: the training order from the global RNG
             (re-seeded with ``seed`` right before training, as the book does), evaluations after steps 1, 6,
             11, ... (ours: 5, 10, ...), the book's end-of-text rule in ``custom_collate_fn`` (a literal
@@ -161,6 +153,7 @@ class InstructFinetuneConfig:
     num_test: int | None = None
     on_error: Literal["raise", "skip"] = "raise"
     device: str | None = None
+    overwrite: bool = False
     book_conventions: bool = False
 
     def __post_init__(self) -> None:
@@ -219,7 +212,17 @@ def finetune_instruct(
         time, losses before and after, held-out response loss/perplexity, mean ROUGE-L (an overlap score),
         samples and file paths.
     """
-    log = log or _silent
+    with claim_run_folder(
+        config.output_dir,
+        "instruct",
+        command="finetune-instruct",
+        settings=config_to_json(config),
+        overwrite=config.overwrite,
+    ):
+        return _finetune_instruct(config, log or _silent)
+
+
+def _finetune_instruct(config: InstructFinetuneConfig, log: Callable[[str], None]) -> dict[str, Any]:
     started = time.perf_counter()
     run = _load(config)
     _data(config, run)

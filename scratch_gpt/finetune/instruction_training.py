@@ -19,15 +19,17 @@ ROUGE-L is a word-overlap score, **not** a judgment of correctness: the book gra
 judge (Ollama), which cannot run here, so no judged score is reported (``ROUGE_NOTE`` says so in the results).
 
 Everything here takes a causal LM that is already loaded, its tokenizer and the split records. Not here (all
-in ``finetune_instruct.py``): loading the model and the records, applying and merging LoRA, saving the
+in ``instruction_pipeline.py``): loading the model and the records, applying and merging LoRA, saving the
 checkpoint with its chat template, and the pipeline from a checkpoint folder to a fine-tuned one. The record
-format, the collate function and ROUGE-L themselves are in ``instruction.py``.
+format, the collate function and ROUGE-L themselves are in ``instruction_data.py``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -35,10 +37,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..generation import generate
+from ..generation import generate, model_logits
 from ..kernels.loss import cross_entropy
+from ..tokenizer_protocol import end_of_text_id
 from ..training.history import LossHistory
-from ..training.pretrain import calc_logits, calc_loss_batch, calc_loss_loader
+from ..training.pretrain import calc_loss_batch, calc_loss_loader
 from .chat import build_prompt
 from .instruction_data import InstructionDataset, custom_collate_fn, extract_response, rouge_l_f1
 
@@ -51,6 +54,7 @@ __all__ = [
     "response_loss",
     "train_model_simple",
 ]
+
 
 ROUGE_NOTE = (
     "ROUGE-L F1 is a word-overlap score between the model's answer and the reference answer (longest common "
@@ -76,15 +80,17 @@ def make_instruction_loaders(
     order comes from the global RNG (a plain ``DataLoader(shuffle=True)``, as the book's) and the collate
     function follows the book's end-of-text rule (``custom_collate_fn(book_conventions=True)``).
     """
-    eos_id = getattr(tokenizer, "eos_token_id", None)
+    eos_id = end_of_text_id(tokenizer)
     if eos_id is None:
         raise ValueError(
             "the tokenizer has no eos_token_id; instruction data is padded and ended with end-of-text"
         )
-    datasets = {
-        name: InstructionDataset(getattr(splits, name), tokenizer, include_instruction_length=True)
-        for name in ("train", "validation", "test")
-    }
+    with _quiet_length_warning(tokenizer):  # transformers' "indexing errors" alarm; ours below is accurate
+        datasets = {
+            name: InstructionDataset(getattr(splits, name), tokenizer, include_instruction_length=True)
+            for name in ("train", "validation", "test")
+        }
+    _check_responses_fit(datasets, context_length)
     collate = partial(
         custom_collate_fn,
         pad_token_id=eos_id,
@@ -115,6 +121,53 @@ def make_instruction_loaders(
     }
 
 
+_LENGTH_WARNING = "sequence-length-is-longer-than-the-specified-maximum"  # transformers' once-only key
+
+
+@contextlib.contextmanager
+def _quiet_length_warning(tokenizer: Any) -> Iterator[None]:
+    """Hold back transformers' "Token indices sequence length is longer than the specified maximum sequence
+    length ... will result in indexing errors" while the records are encoded: the collate function truncates
+    them to the context, so no indexing error can happen; ``_check_responses_fit`` says what really happens."""
+    shown = getattr(tokenizer, "deprecation_warnings", None)
+    if not isinstance(shown, dict):
+        yield
+        return
+    before = shown.get(_LENGTH_WARNING)
+    shown[_LENGTH_WARNING] = True  # as if it had been shown already
+    try:
+        yield
+    finally:
+        if before is None:
+            shown.pop(_LENGTH_WARNING, None)
+        else:
+            shown[_LENGTH_WARNING] = before
+
+
+def _check_responses_fit(datasets: dict[str, Any], context_length: int) -> None:
+    """Warn how many records the context length truncates, and how many keep no response token at all (they
+    would train on the prompt template alone); a ``ValueError`` if no training record keeps one."""
+    for name, dataset in datasets.items():
+        n = len(dataset)
+        # the collate appends an end-of-text id; targets predict ids[1:], cut to context_length positions
+        truncated = sum(len(ids) + 1 > context_length + 1 for ids in dataset.encoded_texts)
+        no_response = sum(length > context_length for length in dataset.instruction_lengths)
+        if name == "train" and no_response == n:
+            shortest = min(dataset.instruction_lengths)
+            raise ValueError(
+                f"no training record keeps a response token within the context length of {context_length} "
+                f"tokens (the shortest prompt alone has {shortest} tokens): training would fit the prompt template "
+                "only; use a model with a longer context, or shorter instructions"
+            )
+        if truncated:
+            warnings.warn(
+                f"{truncated} of {n} {name} records are longer than the context length ({context_length} "
+                f"tokens) and are truncated; {no_response} of them keep no response token",
+                UserWarning,
+                stacklevel=3,
+            )
+
+
 @torch.no_grad()
 def response_loss(model: nn.Module, data_loader: DataLoader, device: Any = None) -> tuple[float, int]:
     """Mean cross-entropy per target token over a whole loader, and the number of target tokens.
@@ -129,7 +182,7 @@ def response_loss(model: nn.Module, data_loader: DataLoader, device: Any = None)
     for inputs, targets in data_loader:
         if device is not None:
             inputs, targets = inputs.to(device), targets.to(device)
-        logits = calc_logits(model, inputs)  # (B, T, vocab_size)
+        logits = model_logits(model, inputs)  # (B, T, vocab_size)
         total += cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum").item()  # (B*T, V)
         count += int((targets != -100).sum())
     model.train(was_training)

@@ -47,7 +47,9 @@ from torch import nn
 
 from ..atomic_io import write_dir_atomically
 from ..configuration_scratch_gpt import ScratchGPTConfig
+from ..constants import TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, TOKENIZER_FILES
 from ..modeling_scratch_gpt import ScratchGPTForCausalLM
+from .loading import read_checkpoint_config
 
 if TYPE_CHECKING:  # transformers' GPT-2 classes are imported where they are used
     from transformers import GPT2Config, GPT2LMHeadModel
@@ -83,14 +85,6 @@ _TANH_GELUS = ("gelu_new", "gelu_pytorch_tanh")
 # Non-parameter buffers found in older GPT-2 checkpoints (the causal mask), dropped on load
 _GPT2_BUFFER = re.compile(r"(^|\.)h\.\d+\.attn\.(bias|masked_bias)$")
 _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
-_TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "vocab.json",
-    "merges.txt",
-    "chat_template.jinja",
-)
 
 
 def _rows(n_layer: int) -> list[tuple[str, str, str]]:
@@ -402,32 +396,52 @@ def save_as_gpt2(model: ScratchGPTForCausalLM, directory: str | os.PathLike[str]
     return _save_atomically(Path(directory), gpt2.save_pretrained)
 
 
-def convert_from_gpt2(source: str | os.PathLike[str], output: str | os.PathLike[str]) -> Path:
+def convert_from_gpt2(
+    source: str | os.PathLike[str], output: str | os.PathLike[str], *, overwrite: bool = False
+) -> Path:
     """Convert a GPT-2 directory into a scratch_gpt checkpoint in ``output`` (tokenizer files copied along).
 
-    Returns the output directory. Raises as ``load_gpt2``.
+    ``output`` must be new, empty or an earlier conversion's output, unless ``overwrite`` (see
+    ``training.run_folder``). Returns the output directory. Raises as ``load_gpt2``.
     """
-    model = load_gpt2(source)
-    return _save_atomically(Path(output), model.save_pretrained, tokenizer_from=Path(source))
+    with _claim(output, "from-gpt2", source, overwrite):
+        model = load_gpt2(source)
+        return _save_atomically(Path(output), model.save_pretrained, tokenizer_from=Path(source))
 
 
-def convert_to_gpt2(source: str | os.PathLike[str], output: str | os.PathLike[str]) -> Path:
+def _claim(output: str | os.PathLike[str], direction: str, source: Any, overwrite: bool) -> Any:
+    from ..training.run_folder import claim_run_folder
+
+    settings = {"direction": direction, "source": str(source)}
+    return claim_run_folder(output, "convert", command="convert", settings=settings, overwrite=overwrite)
+
+
+def convert_to_gpt2(
+    source: str | os.PathLike[str], output: str | os.PathLike[str], *, overwrite: bool = False
+) -> Path:
     """Convert a scratch_gpt checkpoint directory into a stock GPT-2 one in ``output`` (tokenizer files copied).
 
+    ``output`` must be new, empty or an earlier conversion's output, unless ``overwrite``.
+
     Raises:
-        FileNotFoundError: ``source`` is not a directory with a ``config.json``.
+        CheckpointLoadError: ``source`` is missing or cannot be loaded (``hub.loading``).
         ValueError: ``source`` is not a scratch_gpt checkpoint.
     """
+    from .loading import check_checkpoint_config, load_checked
+
     source = Path(source)
-    config = _read_config_json(source)
+    config = check_checkpoint_config(source, ("scratch_gpt", "gpt2"))  # one error policy (CLI status 2)
     if config.get("model_type") != ScratchGPTConfig.model_type:
         raise ValueError(
             f"{source} is a {config.get('model_type')!r} checkpoint, not a scratch_gpt one (model_type "
             f"'scratch_gpt'); only scratch_gpt checkpoints can be converted to GPT-2"
         )
-    model = ScratchGPTForCausalLM.from_pretrained(source)
-    gpt2 = to_gpt2(model)
-    return _save_atomically(Path(output), gpt2.save_pretrained, tokenizer_from=source, stock_tokenizer=True)
+    with _claim(output, "to-gpt2", source, overwrite):
+        model = load_checked(ScratchGPTForCausalLM, source)
+        gpt2 = to_gpt2(model)
+        return _save_atomically(
+            Path(output), gpt2.save_pretrained, tokenizer_from=source, stock_tokenizer=True
+        )
 
 
 def _model_with_weights(model_class: type[nn.Module], config: Any, weights: dict[str, torch.Tensor]) -> Any:
@@ -464,26 +478,9 @@ def _gpt2_model_parts(model: nn.Module) -> tuple[dict[str, Any], dict[str, torch
     return model.config.to_dict(), model.state_dict()
 
 
-def _read_config_json(directory: Path) -> dict[str, Any]:
-    if not directory.exists():
-        raise FileNotFoundError(f"checkpoint directory {directory} does not exist")
-    if not directory.is_dir():
-        raise NotADirectoryError(f"{directory} is not a directory; give the checkpoint's folder")
-    config_file = directory / "config.json"
-    if not config_file.is_file():
-        raise FileNotFoundError(
-            f"{directory} has no config.json, so it is not a Hugging Face checkpoint (save one with "
-            f"model.save_pretrained(directory))"
-        )
-    try:
-        return json.loads(config_file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{config_file} is not valid JSON ({err}); the checkpoint is corrupt") from err
-
-
 def _read_gpt2_directory(directory: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """``config.json`` and the weights of a Hugging Face GPT-2 directory."""
-    config = _read_config_json(directory)
+    config = read_checkpoint_config(directory)  # the one error policy of hub.loading
     gpt2_config_to_scratch(config)  # reject a non-GPT-2 config before reading gigabytes of weights
     weights_file = next((directory / name for name in _WEIGHT_FILES if (directory / name).is_file()), None)
     if weights_file is None:
@@ -547,11 +544,11 @@ def _copy_tokenizer_files(source: Path, target: Path, stock: bool) -> None:
     ``tokenizer_config.json`` is pointed at the stock ``PreTrainedTokenizerFast`` (which reads the whole
     ``tokenizer.json``) and loses its ``auto_map``, since the remote-code files are not copied.
     """
-    for name in _TOKENIZER_FILES:
+    for name in TOKENIZER_FILES:
         if (source / name).is_file():
             shutil.copyfile(source / name, target / name)
-    config_file = target / "tokenizer_config.json"
-    if not (stock and config_file.is_file() and (target / "tokenizer.json").is_file()):
+    config_file = target / TOKENIZER_CONFIG_FILE
+    if not (stock and config_file.is_file() and (target / TOKENIZER_FILE).is_file()):
         return
     config = json.loads(config_file.read_text(encoding="utf-8"))
     config.pop("auto_map", None)

@@ -8,10 +8,9 @@ For the book-style loop on an in-memory model, see ``generation.generate``.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
-
-_TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer_config.json")
 
 
 def generate_from_pretrained(
@@ -38,27 +37,22 @@ def generate_from_pretrained(
         num_beams: beam search width (1 = no beam search).
 
     Raises:
-        FileNotFoundError: ``model_dir`` does not exist.
-        ValueError: bad option values, a folder without tokenizer, or a prompt + ``max_new_tokens`` longer than
+        CheckpointLoadError: ``model_dir`` is missing or cannot be loaded (``hub.loading``).
+        FileNotFoundError: ``model_dir`` holds no tokenizer.
+        ValueError: bad option values, or a prompt + ``max_new_tokens`` longer than
             the model's context.
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from .loading import check_checkpoint_config, check_tokenizer_files, load_checked
+
     _check_generate_options(max_new_tokens, temperature, top_k, top_p, num_beams)
     model_dir = Path(model_dir)
-    if not model_dir.is_dir():
-        raise FileNotFoundError(
-            f"model folder {model_dir} does not exist (give a folder written by save_pretrained)"
-        )
-    if not any((model_dir / name).is_file() for name in _TOKENIZER_FILES):
-        raise ValueError(
-            f"{model_dir} has no tokenizer (no tokenizer.json, vocab.json or tokenizer_config.json); save one "
-            f"there with tokenizer.save_pretrained({str(model_dir)!r}), or copy the tokenizer files of the model "
-            f"it was converted from"
-        )
+    check_checkpoint_config(model_dir)  # CheckpointLoadError: one line naming the file and the fix
+    check_tokenizer_files(model_dir)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    model = load_checked(AutoModelForCausalLM, model_dir).eval()
     if torch.cuda.is_available():
         model = model.to("cuda")
 
@@ -96,8 +90,8 @@ def _check_generate_options(
 ) -> None:
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
+    if not (math.isfinite(temperature) and temperature >= 0):  # NaN would silently decode greedily
+        raise ValueError(f"temperature must be >= 0 (0 = greedy) and finite, got {temperature}")
     if top_k is not None and top_k < 1:
         raise ValueError(f"top_k must be at least 1, got {top_k}")
     if top_p is not None and not 0 < top_p <= 1:

@@ -24,12 +24,11 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
-from ..atomic_io import atomic_write_text
+from ..atomic_io import atomic_write_text, ensure_writable_dir
 
 __all__ = [
     "CorruptCheckpointError",
@@ -70,20 +69,6 @@ def list_checkpoints(checkpoints_dir: str | Path) -> list[Path]:
         return []
     found = [p for p in root.iterdir() if p.is_dir() and _step_of(p) is not None]
     return sorted(found, key=lambda p: _step_of(p) or 0)
-
-
-def ensure_writable_dir(path: str | Path, what: str = "output directory") -> Path:
-    """Create ``path`` if needed and check that files can be created in it, else ``PermissionError``."""
-    path = Path(path)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-", delete=True)  # noqa: SIM115
-        probe.close()
-    except OSError as err:
-        raise PermissionError(
-            f"cannot write to the {what} {path}: {err.strerror or err}; choose a folder you can write to"
-        ) from None
-    return path
 
 
 def tmp_checkpoint_dir(checkpoints_dir: str | Path, step: int) -> Path:

@@ -8,8 +8,9 @@ corpus, the tokenizer and the model's size):
 
 1. the tokenizer: loaded from a folder, or a byte-level BPE trained on the corpus (``BPETokenizer.train``),
    wrapped as ``ScratchGPTTokenizerFast`` and saved to ``<output_dir>/tokenizer``;
-2. the corpus tokenized once (Rust encoder, each document followed by ``<|endoftext|>``) into a token file
-   ``<output_dir>/data/corpus.bin`` (reused while corpus, settings and tokenizer are unchanged);
+2. the corpus tokenized once (Rust encoder, each document followed by ``<|endoftext|>``; text that spells a
+   special token is ordinary text) into a token file ``<output_dir>/data/corpus.bin`` (reused while the
+   content of every corpus file, the settings and the tokenizer are unchanged);
 3. train/validation windows by position (the last ``val_fraction`` of the tokens validate);
 4. a ``ScratchGPTForCausalLM`` from a preset or explicit sizes, trained by ``pretrain.pretrain``. With
    ``book_conventions=True`` it is the book's ``GPTModel``: a separate output head and PyTorch's default
@@ -33,10 +34,11 @@ from typing import Any
 
 import torch
 
+from ..constants import BPE_CONFIG_FILE, END_OF_TEXT, GPT2_FILE_PAIRS, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE
 from ..data.sliding_window import iter_documents
 from ..data.token_files import TokenFileDataset, read_token_file_info, write_token_ids
 from .config_checks import check_int, check_number, reject_non_finite
-from .pretrain import PretrainConfig, PretrainResult, check_output_dir, make_accelerator, pretrain
+from .pretrain import PretrainConfig, PretrainResult, claimed_output_dir, make_accelerator, pretrain
 
 __all__ = [
     "CorpusConfig",
@@ -44,11 +46,7 @@ __all__ = [
     "train_tokenizer",
     "pretrain_from_corpus",
     "describe",
-    "EOS_TOKEN",
 ]
-
-EOS_TOKEN = "<|endoftext|>"
-GPT2_FILE_PAIRS = (("encoder.json", "vocab.bpe"), ("vocab.json", "merges.txt"))
 
 
 def load_tokenizer(path: str | Path, *, model_max_length: int | None = None) -> Any:
@@ -64,12 +62,10 @@ def load_tokenizer(path: str | Path, *, model_max_length: int | None = None) -> 
     if not path.is_dir():
         raise FileNotFoundError(f"tokenizer folder {path} does not exist")
     gpt2_files = any((path / a).is_file() and (path / b).is_file() for a, b in GPT2_FILE_PAIRS)
-    if (path / "bpe_config.json").is_file() or (
-        gpt2_files and not (path / "tokenizer_config.json").is_file()
-    ):
+    if (path / BPE_CONFIG_FILE).is_file() or (gpt2_files and not (path / TOKENIZER_CONFIG_FILE).is_file()):
         kwargs = {"model_max_length": model_max_length} if model_max_length else {}
         return ScratchGPTTokenizerFast.from_bpe(BPETokenizer.load(path), **kwargs)
-    if (path / "tokenizer.json").is_file():
+    if (path / TOKENIZER_FILE).is_file():
         return AutoTokenizer.from_pretrained(str(path))
     raise FileNotFoundError(
         f"{path} holds no tokenizer: expected tokenizer.json (save_pretrained), bpe_config.json "
@@ -83,7 +79,7 @@ def train_tokenizer(documents: Iterable[str], vocab_size: int, *, model_max_leng
     from ..bpe import BPETokenizer
     from ..tokenization_scratch_gpt import ScratchGPTTokenizerFast
 
-    bpe = BPETokenizer.train(list(documents), vocab_size, special_tokens=(EOS_TOKEN,))
+    bpe = BPETokenizer.train(list(documents), vocab_size, special_tokens=(END_OF_TEXT,))
     return ScratchGPTTokenizerFast.from_bpe(bpe, model_max_length=model_max_length)
 
 
@@ -96,15 +92,25 @@ def _documents(corpus: Any, read_kwargs: dict[str, Any]) -> Iterator[str]:
 
 
 def _eos_id(tokenizer: Any) -> int:
-    eos = tokenizer.convert_tokens_to_ids(EOS_TOKEN)
+    eos = tokenizer.convert_tokens_to_ids(END_OF_TEXT)
     if not isinstance(eos, int) or eos == getattr(tokenizer, "unk_token_id", None):
-        raise ValueError(f"the tokenizer has no {EOS_TOKEN} token; the corpus needs it between documents")
+        raise ValueError(f"the tokenizer has no {END_OF_TEXT} token; the corpus needs it between documents")
     return eos
 
 
-def _encoded(tokenizer: Any, documents: Iterable[str], chunk: int = 256) -> Iterator[list[int]]:
-    """Each document's ids, encoded by the Rust tokenizer in batches (no special tokens added)."""
-    backend = tokenizer.backend_tokenizer
+def _encoded(
+    tokenizer: Any, documents: Iterable[str], chunk: int = 256, specials_in_text: bool = False
+) -> Iterator[list[int]]:
+    """Each document's ids, encoded by the Rust tokenizer in batches (no special tokens added).
+
+    Text that spells a special token (a literal ``<|endoftext|>`` in a document) is ordinary text, encoded
+    as its pieces, unless ``specials_in_text``: only the separators written between documents are real
+    end-of-text ids.
+    """
+    from tokenizers import Tokenizer
+
+    backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())  # a copy: the setting stays local
+    backend.encode_special_tokens = not specials_in_text
     batch: list[str] = []
     for text in documents:
         batch.append(text)
@@ -115,14 +121,42 @@ def _encoded(tokenizer: Any, documents: Iterable[str], chunk: int = 256) -> Iter
         yield from (e.ids for e in backend.encode_batch(batch, add_special_tokens=False))
 
 
-def _token_file(corpus: Any, tokenizer: Any, data_dir: Path, read_kwargs: dict[str, Any]) -> Path:
-    """Tokenize the corpus into ``data_dir/corpus.bin`` unless an up-to-date file is already there."""
+def _file_fingerprint(path: Path) -> list[Any]:
+    """``[path, size, mtime_ns, sha256]`` of one file."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    stat = path.stat()
+    return [str(path), stat.st_size, stat.st_mtime_ns, digest.hexdigest()]
+
+
+def corpus_fingerprint(corpus: Any) -> list[Any]:
+    """What the corpus holds, for the token-file cache: size, mtime and SHA-256 of every file of every
+    source (a folder: every file under it), or a ``datasets`` dataset's own fingerprint."""
+    sources = corpus if isinstance(corpus, (list, tuple)) else [corpus]
+    out: list[Any] = []
+    for source in sources:
+        if isinstance(source, (str, Path)):
+            path = Path(source)
+            files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+            out.append([str(source), [_file_fingerprint(f) for f in files if f.is_file()]])
+        else:
+            out.append([type(source).__name__, getattr(source, "_fingerprint", None) or id(source)])
+    return out
+
+
+def _token_file(
+    corpus: Any, tokenizer: Any, data_dir: Path, read_kwargs: dict[str, Any], specials_in_text: bool = False
+) -> Path:
+    """Tokenize the corpus into ``data_dir/corpus.bin`` unless an up-to-date file is already there (same
+    content of every corpus file, same reading settings, same tokenizer)."""
     path = data_dir / "corpus.bin"
-    sources = [str(s) for s in (corpus if isinstance(corpus, (list, tuple)) else [corpus])]
     tokenizer_json = tokenizer.backend_tokenizer.to_str()
     fingerprint = {
-        "sources": sources,
+        "sources": corpus_fingerprint(corpus),
         "read": {k: str(v) for k, v in sorted(read_kwargs.items())},
+        "specials_in_text": specials_in_text,
         "tokenizer_sha256": hashlib.sha256(tokenizer_json.encode("utf-8")).hexdigest(),
     }
     if path.is_file():
@@ -133,7 +167,7 @@ def _token_file(corpus: Any, tokenizer: Any, data_dir: Path, read_kwargs: dict[s
             pass  # damaged or incomplete: write it again
     write_token_ids(
         path,
-        _encoded(tokenizer, _documents(corpus, read_kwargs)),
+        _encoded(tokenizer, _documents(corpus, read_kwargs), specials_in_text=specials_in_text),
         vocab_size=len(tokenizer),
         eos_id=_eos_id(tokenizer),
         metadata={"fingerprint": fingerprint},
@@ -155,6 +189,8 @@ class CorpusConfig:
         stride: window stride (default: ``context_length``, non-overlapping windows).
         val_fraction: the last fraction of the tokens held out for validation.
         text_field, pattern, decode_errors: how the corpus is read (``data.iter_documents``).
+        specials_in_text: encode text spelling a special token (``<|endoftext|>``) as that token; by
+            default it is ordinary text, and only the separators between documents are end-of-text ids.
     """
 
     corpus: str | Path | Sequence[str | Path] | Any
@@ -171,6 +207,7 @@ class CorpusConfig:
     text_field: str = "text"
     pattern: str = "*.txt"
     decode_errors: str = "strict"
+    specials_in_text: bool = False
 
     def __post_init__(self) -> None:
         reject_non_finite(self)
@@ -201,8 +238,18 @@ def pretrain_from_corpus(
     accelerator = accelerator or make_accelerator(config.mixed_precision)
     read_kwargs = corpus.read_kwargs
     context_length = corpus.context_length
-    if accelerator.is_main_process:
-        check_output_dir(output_dir, config.resume)  # fail before spending time on the tokenizer
+    with claimed_output_dir(config, accelerator):  # fails before any time goes into the tokenizer
+        return _pretrain_from_corpus(config, corpus, output_dir, accelerator, read_kwargs, context_length)
+
+
+def _pretrain_from_corpus(
+    config: PretrainConfig,
+    corpus: CorpusConfig,
+    output_dir: Path,
+    accelerator: Any,
+    read_kwargs: dict[str, Any],
+    context_length: int,
+) -> PretrainResult:
     with accelerator.main_process_first():
         tok = _prepare_tokenizer(
             corpus.tokenizer,
@@ -214,7 +261,7 @@ def pretrain_from_corpus(
             config.resume,
             accelerator,
         )
-        data_file = _token_file(corpus.corpus, tok, output_dir / "data", read_kwargs)
+        data_file = _token_file(corpus.corpus, tok, output_dir / "data", read_kwargs, corpus.specials_in_text)
     stride = corpus.stride or context_length
     val_fraction = corpus.val_fraction
     train = TokenFileDataset(data_file, context_length, stride, split="train", val_fraction=val_fraction)
@@ -234,11 +281,12 @@ def _prepare_tokenizer(
         tok = tokenizer
     elif tokenizer is not None:
         tok = load_tokenizer(tokenizer, model_max_length=context_length)
-    elif (saved / "tokenizer.json").is_file() and (resume or not accelerator.is_main_process):
+    elif (saved / TOKENIZER_FILE).is_file() and (resume or not accelerator.is_main_process):
         tok = load_tokenizer(saved)
+        saved = None  # already there: a resumed run rewrites nothing before it has checked the checkpoint
     else:
         tok = train_tokenizer(_documents(corpus, read_kwargs), vocab_size, model_max_length=context_length)
-    if accelerator.is_main_process:
+    if accelerator.is_main_process and saved is not None:
         tok.save_pretrained(str(saved))
     _eos_id(tok)
     return tok

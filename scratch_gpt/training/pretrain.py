@@ -20,7 +20,7 @@ Data: ``train_data``/``val_data`` are map-style datasets of ``(input, target)`` 
 batch (``batch_size`` x processes) is cut into one slice per process, so a resumed or multi-process run sees
 exactly the batches a single uninterrupted process would.
 
-Deliberately not here: tokenizer training, corpus reading and model construction (``gpt_train.py``),
+Deliberately not here: tokenizer training, corpus reading and model construction (``from_corpus.py``),
 FSDP (its sharded state dicts are not gathered for checkpoints; use DDP, or ``Trainer``), and early stopping.
 """
 
@@ -31,8 +31,8 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterator
-from contextlib import nullcontext
-from dataclasses import dataclass, field
+from contextlib import ExitStack, contextmanager, nullcontext
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -41,15 +41,25 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..generation import generate, text_to_token_ids, token_ids_to_text
 from ..kernels import use_fast_kernels
-from ..kernels.loss import cross_entropy
+from ..tokenizer_protocol import end_of_text_id
 from .book_conventions import book_evaluate, book_lr_at_step, book_param_groups, book_train_batches
-from .checkpoints import ensure_writable_dir, find_resumable_checkpoint, list_checkpoints
+from .checkpoints import find_resumable_checkpoint, list_checkpoints
 from .config_checks import config_to_json, reject_non_finite
 from .history import HISTORY_FILE, LossHistory
-from .run_state import restore_training_checkpoint, save_final_model, save_training_checkpoint
+from .losses import calc_loss_batch, calc_loss_loader  # chapter 5's loss, also exported from here
+from .run_folder import claim_run_folder
+from .run_state import (
+    NonFiniteError,
+    check_finite_weights,
+    restore_training_checkpoint,
+    save_final_model,
+    save_training_checkpoint,
+)
 
 __all__ = [
+    "NonFiniteError",
     "PretrainConfig",
     "PretrainResult",
     "calc_loss_batch",
@@ -111,9 +121,15 @@ class PretrainConfig:
     time_limit_s: float | None = None
     book_conventions: bool = False
     initial_lr: float = 0.0
+    # reliability (docs/reliability.md)
+    overwrite: bool = False
+    on_nonfinite: str = "stop"
+    allow_changed_settings: bool = False
 
     def __post_init__(self) -> None:
-        reject_non_finite(self)  # NaN and infinity in any float setting
+        reject_non_finite(self)
+        if self.on_nonfinite not in ("stop", "skip"):
+            raise ValueError(f"on_nonfinite must be 'stop' or 'skip', got {self.on_nonfinite!r}")
         if (self.max_steps is None) == (self.num_epochs is None):
             raise ValueError(
                 "set exactly one of max_steps (optimizer steps) or num_epochs (passes over the data)"
@@ -179,45 +195,6 @@ class PretrainResult:
 # --------------------------------------------------------------------------------------------------------
 # The pure pieces: loss, learning-rate schedule, parameter groups
 # --------------------------------------------------------------------------------------------------------
-
-
-def calc_logits(model: torch.nn.Module, input_batch: torch.Tensor) -> torch.Tensor:
-    """Logits ``(B, T, vocab_size)`` of a ``GPTModel`` or a Hugging Face causal LM (no KV cache), also when
-    wrapped by DDP or ``torch.compile``."""
-    inner = getattr(model, "module", model)  # DDP wraps the model in .module
-    inner = getattr(inner, "_orig_mod", inner)  # torch.compile wraps it in ._orig_mod
-    if hasattr(inner, "generation_config"):  # a transformers causal LM: no KV cache while training
-        return model(input_ids=input_batch, use_cache=False).logits
-    return model(input_batch)
-
-
-def calc_loss_batch(
-    input_batch: torch.Tensor, target_batch: torch.Tensor, model: torch.nn.Module, device: Any = None
-) -> torch.Tensor:
-    """The book's loss of one batch: cross-entropy of the logits ``(B, T, V)`` against targets ``(B, T)``.
-
-    Works with a ``GPTModel`` (returns logits) and with a Hugging Face causal LM (returns ``.logits``).
-    """
-    if device is not None:
-        input_batch, target_batch = input_batch.to(device), target_batch.to(device)
-    logits = calc_logits(model, input_batch)  # (B, T, vocab_size)
-    return cross_entropy(logits.flatten(0, 1), target_batch.flatten())  # (B*T, V) vs (B*T,)
-
-
-@torch.no_grad()
-def calc_loss_loader(
-    data_loader: Any, model: torch.nn.Module, device: Any = None, num_batches: int | None = None
-) -> float:
-    """The book's average loss over the first ``num_batches`` batches (all when None; NaN when empty)."""
-    if len(data_loader) == 0:
-        return float("nan")
-    num_batches = len(data_loader) if num_batches is None else min(num_batches, len(data_loader))
-    total = 0.0
-    for i, (input_batch, target_batch) in enumerate(data_loader):
-        if i >= num_batches:
-            break
-        total += calc_loss_batch(input_batch, target_batch, model, device).item()
-    return total / num_batches
 
 
 def lr_at_step(
@@ -342,12 +319,8 @@ def _evaluate(model: torch.nn.Module, data: Dataset | None, cfg: PretrainConfig,
 def _sample(model: torch.nn.Module, tokenizer: Any, cfg: PretrainConfig, device: Any) -> str | None:
     if cfg.sample_prompt is None or tokenizer is None:
         return None
-    from ..generation import generate, text_to_token_ids, token_ids_to_text
-
     idx = text_to_token_ids(cfg.sample_prompt, tokenizer).to(device)
-    eos_id = getattr(tokenizer, "eos_token_id", None)  # a Hugging Face tokenizer's; BPETokenizer's below
-    if eos_id is None and hasattr(tokenizer, "special_tokens"):
-        eos_id = tokenizer.special_tokens.get("<|endoftext|>")
+    eos_id = end_of_text_id(tokenizer)
     out = generate(model, idx, max_new_tokens=cfg.sample_tokens, eos_id=eos_id)  # greedy: touches no RNG
     return token_ids_to_text(out, tokenizer).replace("\n", " ")
 
@@ -384,14 +357,41 @@ def _accumulate_gradients(
 
 
 def check_output_dir(output_dir: str | Path, resume: bool) -> None:
-    """Make sure ``output_dir`` is writable, and refuse to start over on top of an earlier run's checkpoints
-    (they would be mixed with, and pruned against, the new ones) unless ``resume``."""
-    output_dir = ensure_writable_dir(output_dir)
-    if not resume and list_checkpoints(output_dir / "checkpoints"):
+    """Refuse to start over on top of an earlier run's checkpoints (they would be mixed with, and pruned
+    against, the new ones) unless ``resume``; refuse ``resume`` where there is nothing to resume.
+
+    Who may write into the folder at all is ``run_folder.claim_run_folder``'s business.
+    """
+    output_dir = Path(output_dir)
+    found = list_checkpoints(output_dir / "checkpoints")
+    if not resume and found:
         raise FileExistsError(
             f"{output_dir} already holds checkpoints of an earlier run; resume it (resume=True, CLI: --resume), "
-            "or choose another output directory (or delete that one)"
+            "start over with overwrite=True (CLI: --overwrite), or choose another output directory"
         )
+    if resume and not found:
+        raise FileNotFoundError(
+            f"nothing to resume: {output_dir / 'checkpoints'} holds no checkpoint; start without resume "
+            "(CLI: drop --resume)"
+        )
+
+
+@contextmanager
+def claimed_output_dir(cfg: PretrainConfig, accelerator: Any, command: str = "pretrain") -> Iterator[None]:
+    """Own ``cfg.output_dir`` for a pretraining run (main process only; see ``run_folder``), then check it
+    with ``check_output_dir``."""
+    with ExitStack() as stack:
+        if accelerator.is_main_process:
+            settings = {
+                k: v for k, v in asdict(cfg).items() if k not in ("output_dir", "resume", "overwrite")
+            }
+            stack.enter_context(
+                claim_run_folder(
+                    cfg.output_dir, "pretrain", command=command, settings=settings, overwrite=cfg.overwrite
+                )
+            )
+            check_output_dir(cfg.output_dir, cfg.resume)
+        yield
 
 
 def _should_stop(wanted: bool, limit_s: float | None, started: float, accelerator: Any, sync: bool) -> bool:
@@ -436,15 +436,30 @@ def pretrain(
     ``AutoModelForCausalLM.from_pretrained(output_dir)``), ``training_history.json``, ``loss_plot.png`` and
     ``checkpoints/checkpoint-<step>/``. ``on_step(step, loss)`` is called after every optimizer step; if it
     returns True, training ends there as at the time limit (final evaluation, checkpoint and model).
+
+    The run owns its folder (``run_folder.claim_run_folder``: refused if it holds another run's files
+    unless ``overwrite``; locked against a second run). A non-finite loss or gradient norm stops training
+    with ``NonFiniteError`` naming the step (``on_nonfinite="skip"`` skips such steps and counts them);
+    checkpoints with non-finite weights are never written.
     """
-    cfg = config
-    started = time.perf_counter()
     if accelerator is None:
-        accelerator = make_accelerator(cfg.mixed_precision)
+        accelerator = make_accelerator(config.mixed_precision)
+    with claimed_output_dir(config, accelerator):
+        return _pretrain(model, train_data, val_data, config, tokenizer, accelerator, on_step)
+
+
+def _pretrain(
+    model: torch.nn.Module,
+    train_data: Dataset,
+    val_data: Dataset | None,
+    cfg: PretrainConfig,
+    tokenizer: Any,
+    accelerator: Any,
+    on_step: Callable[[int, float], bool | None] | None,
+) -> PretrainResult:
+    started = time.perf_counter()
     output_dir = Path(cfg.output_dir)
     ckpt_root = output_dir / "checkpoints"
-    if accelerator.is_main_process:
-        check_output_dir(output_dir, cfg.resume)
     world, rank = accelerator.num_processes, accelerator.process_index
     book = cfg.book_conventions
     if book and world > 1:
@@ -495,8 +510,20 @@ def pretrain(
         state, history = restore_training_checkpoint(
             resumed_from, model, optimizer, scheduler, accelerator, expected
         )
+        changed = _changed_settings(state.get("config", {}), cfg)
+        if changed and not cfg.allow_changed_settings:
+            raise ValueError(
+                f"cannot resume from {resumed_from} with changed settings ({'; '.join(changed)}): the restored "
+                "optimizer state and data order would silently disagree with them; resume with the same "
+                "settings, or pass allow_changed_settings=True (CLI: --allow-changed-settings) to apply them"
+            )
+        if changed:
+            _apply_changed_settings(cfg, optimizer, scheduler)
+            state.setdefault("changed_settings", []).append({"step": state["step"], "changes": changed})
+            accelerator.print(f"Resuming with changed settings at step {state['step']}: {'; '.join(changed)}")
         accelerator.print(f"Resuming from {resumed_from} (step {state['step']})")
     state["config"] = config_to_json(cfg)
+    state.setdefault("skipped_steps", [])
 
     if book:
         batches = book_train_batches(train_data, cfg.batch_size, cfg.num_workers)
@@ -515,16 +542,23 @@ def pretrain(
         if book:  # set as the book does (LambdaLR's peak * (lr / peak) can differ in the last bit)
             for group in optimizer.param_groups:
                 group["lr"] = book_lr(state["step"])
-        # appendix D clips only once warmup is over; our default clips every step
-        if cfg.grad_clip is not None and not (book and state["step"] < cfg.warmup_steps):
-            accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        # appendix D clips only once warmup is over; our default clips every step. With max_norm=inf the call
+        # only measures the gradient norm (checked every step; multiplying by 1.0 changes no gradient)
+        clip = cfg.grad_clip is not None and not (book and state["step"] < cfg.warmup_steps)
+        grad_norm = float(
+            accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip if clip else math.inf)
+        )
+        loss_value = float(accelerator.reduce(step_loss, reduction="mean"))
+        finite = math.isfinite(loss_value) and math.isfinite(grad_norm)
+        if not finite:
+            _non_finite_step(state, cfg, loss_value, grad_norm, ckpt_root)
         lr = optimizer.param_groups[0]["lr"]
-        optimizer.step()
+        if finite:
+            optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         state["step"] += 1
         step = state["step"]
-        loss_value = float(accelerator.reduce(step_loss, reduction="mean"))
         epoch = state["micro_batches"] / stream.batches_per_epoch
         history.add_step(step, state["tokens_seen"], epoch, loss_value, lr)
         asked = on_step is not None and on_step(step, loss_value) is True
@@ -573,6 +607,7 @@ def pretrain(
         progress.close()
 
     plot_path = None
+    check_finite_weights(model, f"the final model after step {state['step']}")
     if accelerator.is_main_process:
         save_final_model(accelerator.unwrap_model(model, keep_torch_compile=False), tokenizer, output_dir)
         history.save(output_dir)
@@ -588,8 +623,78 @@ def pretrain(
         checkpoint=checkpoint,
         resumed_from=resumed_from,
         seconds=time.perf_counter() - started,
-        extra={"tokens_per_micro_batch": tokens_per_micro, "total_steps": total_steps},
+        extra={
+            "tokens_per_micro_batch": tokens_per_micro,
+            "total_steps": total_steps,
+            "skipped_steps": list(state["skipped_steps"]),
+        },
         stopped_early=stop_early and state["step"] < total_steps,
+    )
+
+
+# Settings that shape a run: a resumed run must use the saved values (or apply new ones explicitly).
+RESUME_FIELDS = (
+    "learning_rate",
+    "min_lr",
+    "warmup_steps",
+    "lr_schedule",
+    "weight_decay",
+    "adam_betas",
+    "grad_clip",
+    "seed",
+    "shuffle",
+    "batch_size",
+    "grad_accum_steps",
+    "mixed_precision",
+    "book_conventions",
+    "initial_lr",
+)
+
+
+def _changed_settings(saved: dict[str, Any], cfg: PretrainConfig) -> list[str]:
+    """``"name: checkpoint X, now Y"`` for every ``RESUME_FIELDS`` setting that differs from the saved run."""
+    now = asdict(cfg)
+    out = []
+    for name in RESUME_FIELDS:
+        if name not in saved:
+            continue
+        old, new = saved[name], now[name]
+        if isinstance(old, list):
+            old = tuple(old)
+        if old != new:
+            out.append(f"{name}: checkpoint {old!r}, now {new!r}")
+    return out
+
+
+def _apply_changed_settings(cfg: PretrainConfig, optimizer: Any, scheduler: Any) -> None:
+    """After restoring the optimizer and scheduler, make them follow the new settings (the schedule's peak
+    learning rate, weight decay, betas); the data order follows the new seed from here on."""
+    scheduler.base_lrs = [cfg.learning_rate for _ in scheduler.base_lrs]
+    for group, base in zip(optimizer.param_groups, scheduler.base_lrs, strict=True):
+        group["initial_lr"] = base
+        group["betas"] = cfg.adam_betas
+    optimizer.param_groups[0]["weight_decay"] = cfg.weight_decay  # the decayed group (see param_groups)
+    last = scheduler.last_epoch
+    for group, lam, base in zip(
+        optimizer.param_groups, scheduler.lr_lambdas, scheduler.base_lrs, strict=True
+    ):
+        group["lr"] = base * lam(last)
+
+
+def _non_finite_step(
+    state: dict[str, Any], cfg: PretrainConfig, loss: float, grad_norm: float, ckpt_root: Path
+) -> None:
+    """Stop (``NonFiniteError`` naming the step) or, with ``on_nonfinite="skip"``, count a skipped step."""
+    step = state["step"] + 1
+    if cfg.on_nonfinite == "skip":
+        state["skipped_steps"].append(step)
+        return
+    found = list_checkpoints(ckpt_root)
+    last = f"the last checkpoint is {found[-1]}" if found else "no checkpoint was written yet"
+    raise NonFiniteError(
+        f"training stopped at step {step}: the loss is {loss} and the gradient norm {grad_norm} (learning rate "
+        f"{cfg.learning_rate}); the model was not updated and nothing was saved at this step ({last}); lower the "
+        "learning rate, or skip such steps with on_nonfinite='skip' (CLI: --skip-nonfinite)"
     )
 
 

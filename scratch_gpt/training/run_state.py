@@ -13,7 +13,7 @@ Files of one checkpoint folder::
     optimizer.pt, scheduler.pt            state dicts (torch.save; loaded with weights_only=True)
     rng_state_<rank>.pt                   RNG states of process <rank> (weights_only-safe too)
     trainer_state.json                    step, data position (micro-batches consumed), tokens seen, settings
-    training_history.json                 the loss history so far (``loss_history.py``)
+    training_history.json                 the loss history so far (``history.py``)
     manifest.json                         sizes and checksums of the above (``checkpoints.py``)
 
 Deliberately not here: deciding when to save (the loop does) and FSDP-sharded optimizer states.
@@ -21,18 +21,18 @@ Deliberately not here: deciding when to save (the loop does) and FSDP-sharded op
 
 from __future__ import annotations
 
+import errno
 import json
-import os
 import random
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..atomic_io import atomic_write_text
+from ..atomic_io import atomic_write_text, write_dir_atomically
+from ..tokenizer_protocol import save_tokenizer
 from .checkpoints import (
     finish_checkpoint,
     new_checkpoint_dir,
@@ -43,6 +43,9 @@ from .history import LossHistory
 
 __all__ = [
     "ARCH_FIELDS",
+    "NonFiniteError",
+    "NoSpaceLeftError",
+    "check_finite_weights",
     "rng_state",
     "set_rng_state",
     "save_model",
@@ -54,6 +57,51 @@ __all__ = [
 
 # Fields of the model config that must match when resuming (the architecture).
 ARCH_FIELDS = ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head", "n_inner", "qkv_bias")
+
+
+class NonFiniteError(ValueError):
+    """Training met a NaN or infinite loss, gradient norm or weight."""
+
+
+class NoSpaceLeftError(OSError):
+    """The disk filled up while writing a checkpoint (the earlier checkpoints are intact)."""
+
+
+def check_finite_weights(model: torch.nn.Module, what: str) -> None:
+    """Raise ``NonFiniteError`` if any parameter of ``model`` holds NaN or infinity (never save such a model)."""
+    for name, param in model.named_parameters():
+        if not bool(torch.isfinite(param.detach()).all()):
+            raise NonFiniteError(
+                f"{what} has non-finite weights ({name}); it was not saved. Lower the learning rate, and resume "
+                "from the last checkpoint"
+            )
+
+
+def _folder_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _no_space(ckpt_root: Path, step: int, tmp: Path, model: torch.nn.Module, keep: int) -> NoSpaceLeftError:
+    """The one-line error for a full disk, with the space a checkpoint needs (the last one's size, or an
+    estimate from the parameters: weights + two AdamW moments)."""
+    from .checkpoints import list_checkpoints
+
+    earlier = list_checkpoints(ckpt_root)
+    if earlier:
+        need = _folder_bytes(earlier[-1])
+    else:
+        need = 3 * sum(p.numel() * p.element_size() for p in model.parameters())
+    shutil.rmtree(tmp, ignore_errors=True)
+    kept = (
+        f"the earlier checkpoints ({', '.join(p.name for p in earlier)}) are intact"
+        if earlier
+        else ("no earlier checkpoint exists")
+    )
+    return NoSpaceLeftError(
+        f"no space left on the device of {ckpt_root} while writing the checkpoint of step {step} (needs about "
+        f"{need / 1e6:.1f} MB per checkpoint, {keep + 1} checkpoints at peak with keep_checkpoints={keep}); "
+        f"{kept}. Free space, lower --keep-checkpoints, or choose another --output, then --resume"
+    )
 
 
 def rng_state() -> dict[str, Any]:
@@ -92,27 +140,15 @@ def save_model(model: torch.nn.Module, directory: Path) -> None:
             hf_logging.enable_progress_bar()
 
 
-def save_tokenizer(tokenizer: Any, directory: Path) -> None:
-    """A Hugging Face tokenizer's ``save_pretrained``, or a ``BPETokenizer``'s ``save`` (None: nothing)."""
-    if tokenizer is None:
-        return
-    if hasattr(tokenizer, "save_pretrained"):
-        tokenizer.save_pretrained(str(directory))
-    elif hasattr(tokenizer, "save"):
-        tokenizer.save(directory)
-
-
 def save_final_model(model: torch.nn.Module, tokenizer: Any, output_dir: Path) -> None:
-    """Save model + tokenizer into ``output_dir``: written to a temp folder first, then each file moved in
-    with ``os.replace``, so no file there is ever half-written."""
-    tmp = Path(tempfile.mkdtemp(dir=output_dir, prefix=".tmp-final-"))
-    try:
-        save_model(model, tmp)
-        save_tokenizer(tokenizer, tmp)
-        for file in sorted(tmp.iterdir()):
-            os.replace(file, output_dir / file.name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    """Save model + tokenizer into ``output_dir`` with ``atomic_io.write_dir_atomically``: written to a temp
+    folder first, then each file moved in with ``os.replace``, so no file there is ever half-written."""
+
+    def write(folder: Path) -> None:
+        save_model(model, folder)
+        save_tokenizer(tokenizer, folder)
+
+    write_dir_atomically(output_dir, write)
 
 
 def save_training_checkpoint(
@@ -132,6 +168,7 @@ def save_training_checkpoint(
     but the ``keep`` newest checkpoints. Returns the folder on the main process, ``None`` elsewhere.
     """
     step = state["step"]
+    check_finite_weights(model, f"the model at step {step}")  # every process: they agree, none waits
     if accelerator.is_main_process:
         new_checkpoint_dir(ckpt_root, step)
     accelerator.wait_for_everyone()
@@ -140,14 +177,23 @@ def save_training_checkpoint(
     accelerator.wait_for_everyone()
     final = None
     if accelerator.is_main_process:
-        save_model(accelerator.unwrap_model(model, keep_torch_compile=False), tmp)
-        save_tokenizer(tokenizer, tmp)
-        history.save(tmp)
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-        atomic_write_text(tmp / "trainer_state.json", json.dumps(state, indent=1))
-        final = finish_checkpoint(tmp, step)
-        prune_checkpoints(ckpt_root, keep)
+        try:
+            save_model(accelerator.unwrap_model(model, keep_torch_compile=False), tmp)
+            save_tokenizer(tokenizer, tmp)
+            history.save(tmp)
+            torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+            torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+            atomic_write_text(tmp / "trainer_state.json", json.dumps(state, indent=1))
+            final = finish_checkpoint(tmp, step)
+        except (OSError, RuntimeError) as err:  # torch.save reports a full disk as a RuntimeError
+            if (
+                isinstance(err, OSError)
+                and err.errno in (errno.ENOSPC, errno.EDQUOT)
+                or ("No space left" in str(err) or "file write failed" in str(err))
+            ):
+                raise _no_space(ckpt_root, step, tmp, model, keep) from None
+            raise
+        prune_checkpoints(ckpt_root, keep)  # only after the new checkpoint is complete
     accelerator.wait_for_everyone()
     return final
 
