@@ -129,6 +129,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code != 0 and err.count("\n") == 1 and "does not exist" in err
     assert not (tmp_path / "out").exists()  # nothing written on failure
-    code = main(["finetune-dpo", "--model", str(tmp_path / "missing"), *args, "--beta", "nan"])
+    with pytest.raises(SystemExit) as exit_info:  # the CLI refuses NaN/inf in every float option
+        main(["finetune-dpo", "--model", str(tmp_path / "missing"), *args, "--beta", "nan"])
     err = capsys.readouterr().err
-    assert code != 0 and "beta must be a finite number" in err and err.count("\n") == 1
+    assert exit_info.value.code == 2 and "--beta: must be a finite number" in err
