@@ -1,4 +1,4 @@
-"""Benchmark scratch_gpt's model against Hugging Face's ``GPT2LMHeadModel`` (issue 3, "Benchmarks").
+"""Benchmark scratch_gpt's model against Hugging Face's ``GPT2LMHeadModel``: training step, memory, generation.
 
 Both models get the same configuration and the *same weights* (a random GPT-2 is built first and converted
 with ``load_gpt2``), the outputs are checked to agree, and then the peers run side by side in one process, alternating

@@ -1,4 +1,4 @@
-"""Pretraining results and speed (issue 4, "Results to reproduce"); figures go to docs/pretraining.md.
+"""Pretraining results to reproduce (the book's runs) and speed; figures go to docs/pretraining.md.
 
 Modes (run from the repository root; data from ``SCRATCH_GPT_DATA``, default ``../shared/data``):
 

@@ -1,4 +1,4 @@
-"""Benchmark the from-scratch BPE tokenizer (issue 2) against its peers: training and encoding speed.
+"""Benchmark the from-scratch BPE tokenizer against its peers (Rust ``tokenizers``, tiktoken): training and encoding speed.
 
     python benchmarks/bench_tokenizer.py            # everything (a few minutes on 2 cores)
     python benchmarks/bench_tokenizer.py --quick    # tinyshakespeare only, fewer vocab sizes (< 1 minute)

@@ -1,6 +1,6 @@
 """Chapter 6's spam classifier the Hugging Face way: ``Trainer`` + ``AutoModelForSequenceClassification`` + ``datasets``.
 
-The same data (``classification.load_spam_splits``: the book's balanced 70/10/20 split) and the same model class
+The same data (``classifier_data.load_spam_splits``: the book's balanced 70/10/20 split) and the same model class
 as ``scratch-gpt finetune-classifier``, but the loop, batching and evaluation are ``transformers``' own:
 
 * the splits become a ``datasets.DatasetDict`` of ``{"text", "label"}`` rows, tokenized with ``Dataset.map``;
@@ -11,7 +11,7 @@ as ``scratch-gpt finetune-classifier``, but the loop, batching and evaluation ar
 
 Run (from the repository root)::
 
-    python examples/finetune_classifier_trainer.py --model runs/small-gpt --output runs/spam-trainer --freeze all
+    .venv/bin/python examples/finetune_classifier_trainer.py --model runs/small-gpt --output runs/spam-trainer --freeze all
 
 ``--model`` may also be a GPT-2 folder; ``AutoModelForSequenceClassification`` then builds GPT-2's own classifier.
 
@@ -23,16 +23,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from scratch_gpt.data.downloads import data_dir, missing_message
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = Path(os.environ.get("SCRATCH_GPT_DATA", REPO_ROOT.parent / "shared" / "data"))
+DEFAULT_DATA = data_dir()
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--model", required=True, help="pretrained checkpoint folder (with its tokenizer)")
     parser.add_argument(
         "--data", default=str(DEFAULT_DATA / "SMSSpamCollection.tsv"), help="label<TAB>text file"
@@ -45,7 +48,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--weight-decay", type=float, default=0.1)
     parser.add_argument("--max-steps", type=int, default=-1, help="stop after N steps (-1: run all epochs)")
     parser.add_argument("--seed", type=int, default=123)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not Path(args.data).is_file():
+        parser.error(f"--data {args.data}: no such file. " + missing_message(["SMSSpamCollection.tsv"]))
+    return args
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

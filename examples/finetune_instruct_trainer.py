@@ -17,7 +17,7 @@ with the training done by ``transformers.Trainer``:
 
 Run (from the repository root)::
 
-    python examples/finetune_instruct_trainer.py --model runs/small-gpt --output-dir runs/instruct-trainer
+    .venv/bin/python examples/finetune_instruct_trainer.py --model runs/small-gpt --output runs/instruct-trainer
 
 Not here: peft adapters (see docs/finetuning.md), multi-GPU launch settings, and logic the library already has.
 """
@@ -26,24 +26,27 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
 
+from scratch_gpt.data.downloads import data_dir, missing_message
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = (
-    Path(os.environ.get("SCRATCH_GPT_DATA", REPO_ROOT.parent / "shared" / "data")) / "instruction-data.json"
-)
+DEFAULT_DATA = data_dir() / "instruction-data.json"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--model", required=True, help="pretrained checkpoint folder (model + tokenizer)")
     parser.add_argument(
         "--data", default=str(DEFAULT_DATA), help="instruction records (.json list or .jsonl)"
     )
-    parser.add_argument("--output-dir", required=True, help="where the fine-tuned checkpoint and reports go")
+    parser.add_argument(
+        "--output", dest="output_dir", required=True, help="where the fine-tuned checkpoint and reports go"
+    )
     parser.add_argument("--epochs", type=float, default=2)
     parser.add_argument("--batch-size", type=int, default=8, help="records per device per micro-batch")
     parser.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
@@ -54,7 +57,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-new-tokens", type=int, default=256, help="longest generated test answer")
     parser.add_argument("--num-test", type=int, default=None, help="answer only the first N test records")
     parser.add_argument("--seed", type=int, default=123)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not Path(args.data).is_file():
+        parser.error(f"--data {args.data}: no such file. " + missing_message(["instruction-data.json"]))
+    return args
 
 
 def encode_record(

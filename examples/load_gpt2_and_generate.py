@@ -8,11 +8,11 @@ one written by ``GPT2LMHeadModel.save_pretrained``). The script
 3. continues the prompt with the book's ``generate`` (temperature + top-k, KV cache) and prints the text.
 
 The tokenizer is the folder's own (``AutoTokenizer``) when it has one, else OpenAI's GPT-2 BPE files
-(``encoder.json`` + ``vocab.bpe``) from ``SCRATCH_GPT_DATA`` (default ``../shared/data``). Without a folder the
+(``encoder.json`` + ``vocab.bpe``) from the data folder that ``scratch-gpt data`` fills. Without a folder the
 script makes a small *random* GPT-2 in a temporary folder, so you can see it run (its text is gibberish)::
 
-    python examples/load_gpt2_and_generate.py path/to/gpt2 --prompt "Every effort moves you"
-    python examples/load_gpt2_and_generate.py            # random demo model
+    .venv/bin/python examples/load_gpt2_and_generate.py path/to/gpt2 --prompt "Every effort moves you"
+    .venv/bin/python examples/load_gpt2_and_generate.py            # random demo model
 
 Not here: downloading weights (no network is assumed; fetch GPT-2 yourself and pass its folder).
 """
@@ -20,22 +20,24 @@ Not here: downloading weights (no network is assumed; fetch GPT-2 yourself and p
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 from pathlib import Path
 
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
+from scratch_gpt.data.downloads import data_dir, missing_message
 from scratch_gpt.generation import generate
 from scratch_gpt.hub.convert_gpt2 import load_gpt2
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = Path(os.environ.get("SCRATCH_GPT_DATA", REPO_ROOT.parent / "shared" / "data"))
+DEFAULT_DATA = data_dir()
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("gpt2_dir", nargs="?", help="local GPT-2 folder (default: a random demo model)")
     parser.add_argument("--prompt", default="Every effort moves you", help="text to continue")
     parser.add_argument("--max-new-tokens", type=int, default=25)
@@ -58,7 +60,10 @@ def load_tokenizer(gpt2_dir: Path, data_dir: Path):  # noqa: ANN201 - a BPEToken
 
     encoder, vocab_bpe = data_dir / "encoder.json", data_dir / "vocab.bpe"
     if not encoder.is_file():
-        raise SystemExit(f"{gpt2_dir} has no tokenizer and {encoder} does not exist; set SCRATCH_GPT_DATA")
+        raise SystemExit(
+            f"{gpt2_dir} has no tokenizer of its own, and "
+            + missing_message(["encoder.json", "vocab.bpe"], data_dir)
+        )
     return BPETokenizer.from_gpt2_files(encoder, vocab_bpe)
 
 

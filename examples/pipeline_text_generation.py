@@ -8,8 +8,8 @@ Give it a checkpoint folder (e.g. written by ``examples/pretrain_small_gpt.py`` 
 --from-gpt2``). Without one, the script trains a tiny BPE tokenizer on a sentence, builds a tiny *random* model,
 saves both to a temporary folder and runs the pipeline on that (the text is gibberish, the plumbing is real)::
 
-    python examples/pipeline_text_generation.py runs/small-gpt --prompt "To be, or not"
-    python examples/pipeline_text_generation.py            # random demo model
+    .venv/bin/python examples/pipeline_text_generation.py runs/small-gpt --prompt "To be, or not"
+    .venv/bin/python examples/pipeline_text_generation.py            # random demo model
 
 Not here: training (see ``examples/pretrain_small_gpt.py``) or downloads.
 """
@@ -33,7 +33,9 @@ DEMO_TEXT = "Every effort moves you. Every step moves you forward, and every wor
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument(
         "model_dir", nargs="?", help="scratch_gpt checkpoint folder (default: a random demo model)"
     )

@@ -1,7 +1,8 @@
 """Pretrain a small GPT from scratch on the text available here (book chapters 2 and 5), for fine-tuning later.
 
 OpenAI's GPT-2 weights cannot be downloaded here, so chapter 6's spam classifier starts from this model instead.
-The recipe, on the reference data (``SCRATCH_GPT_DATA``, default ``../shared/data``):
+The recipe, on the reference data (the folder ``scratch-gpt data`` fills: ``$SCRATCH_GPT_DATA``, else the user
+cache):
 
 1. train a byte-level BPE (``BPETokenizer.train``, 4,096 tokens including ``<|endoftext|>`` and ``<|pad|>``) on
    tinyshakespeare.txt + the-verdict.txt (about 1.1 MB of text, a few seconds);
@@ -12,7 +13,7 @@ The recipe, on the reference data (``SCRATCH_GPT_DATA``, default ``../shared/dat
 
 Run (from the repository root; about 10 minutes on 2 CPU cores)::
 
-    python examples/pretrain_small_gpt.py --output-dir runs/small-gpt
+    .venv/bin/python examples/pretrain_small_gpt.py --output runs/small-gpt
 
 Then fine-tune it: ``scratch-gpt finetune-classifier --model runs/small-gpt ...`` (see docs/finetuning.md).
 
@@ -22,19 +23,25 @@ Not here: anything the library does not already do; this script only wires libra
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
+from scratch_gpt.data.downloads import data_dir, missing_message
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = Path(os.environ.get("SCRATCH_GPT_DATA", REPO_ROOT.parent / "shared" / "data"))
+DEFAULT_DATA = data_dir()
 CORPUS_FILES = ("tinyshakespeare.txt", "the-verdict.txt")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument(
-        "--output-dir", required=True, help="where the checkpoint (model + tokenizer) is written"
+        "--output",
+        dest="output_dir",
+        required=True,
+        help="where the checkpoint (model + tokenizer) is written",
     )
     parser.add_argument(
         "--data-dir", default=str(DEFAULT_DATA), help="folder holding tinyshakespeare.txt etc."
@@ -53,7 +60,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup-steps", type=int, default=20)
     parser.add_argument("--eval-interval", type=int, default=50)
     parser.add_argument("--seed", type=int, default=123)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    missing = [name for name in CORPUS_FILES if not (Path(args.data_dir) / name).is_file()]
+    if missing:
+        parser.error(missing_message(missing, args.data_dir))
+    return args
 
 
 def main(argv: list[str] | None = None) -> None:

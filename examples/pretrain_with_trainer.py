@@ -2,23 +2,24 @@
 
 The same job as ``scratch-gpt pretrain``, the Hugging Face way:
 
-1. the corpus becomes a ``datasets.Dataset`` (``hf_data.load_text_dataset``), is tokenized and packed into
+1. the corpus becomes a ``datasets.Dataset`` (``data.hf_datasets.load_text_dataset``), is tokenized and packed into
    blocks of ``--context-length`` ids with ``Dataset.map(batched=True, num_proc=...)``
-   (``hf_data.tokenize_and_pack``; every document followed by ``<|endoftext|>``, ``labels == input_ids``:
+   (``data.hf_datasets.tokenize_and_pack``; every document followed by ``<|endoftext|>``, ``labels == input_ids``:
    the model shifts them inside its loss); the last 10% of the blocks are held out for evaluation;
-2. the tokenizer is a byte-level BPE trained on the corpus (``gpt_train.train_tokenizer``) or loaded
+2. the tokenizer is a byte-level BPE trained on the corpus (``training.from_corpus.train_tokenizer``) or loaded
    (``--tokenizer``);
 3. ``Trainer`` trains a ``ScratchGPTForCausalLM`` with AdamW (weight decay only on weight matrices, as in our
    loop: ``pretrain.param_groups``), linear warmup + cosine decay, gradient clipping at 1.0.
    **Gradient accumulation is exact**: ``ScratchGPTForCausalLM.forward`` passes ``Trainer``'s
    ``num_items_in_batch`` on to the loss, so ``--batch-size 2 --grad-accum 4`` makes the same updates as
    ``--batch-size 8`` (the loss is summed over every target token of the 8 blocks and divided once);
-4. the model and tokenizer are saved in ``--output-dir`` (loadable with ``AutoModelForCausalLM``), with a
+4. the model and tokenizer are saved in ``--output`` (loadable with ``AutoModelForCausalLM``), with a
    ``training_history.json`` in the format ``scratch_gpt.hub.model_card`` reads.
 
-Run (from the repository root; the corpus defaults to tinyshakespeare.txt in ``SCRATCH_GPT_DATA``)::
+Run (from the repository root; the corpus defaults to tinyshakespeare.txt in the data folder that ``scratch-gpt data``
+fills)::
 
-    python examples/pretrain_with_trainer.py --output-dir runs/trainer-gpt --max-steps 500
+    .venv/bin/python examples/pretrain_with_trainer.py --output runs/trainer-gpt --max-steps 500
 
 Not here: multi-GPU launch settings (``accelerate launch`` / ``torchrun`` work with Trainer as usual) and
 anything the library already does.
@@ -28,23 +29,26 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any
 
+from scratch_gpt.data.downloads import data_dir, missing_message
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CORPUS = (
-    Path(os.environ.get("SCRATCH_GPT_DATA", REPO_ROOT.parent / "shared" / "data")) / "tinyshakespeare.txt"
-)
+DEFAULT_CORPUS = data_dir() / "tinyshakespeare.txt"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument(
         "--corpus", nargs="+", default=[str(DEFAULT_CORPUS)], help="text/.jsonl files or folders"
     )
-    parser.add_argument("--output-dir", required=True, help="where the model, tokenizer and history go")
+    parser.add_argument(
+        "--output", dest="output_dir", required=True, help="where the model, tokenizer and history go"
+    )
     parser.add_argument("--tokenizer", help="a tokenizer folder; default: train a BPE on the corpus")
     parser.add_argument("--vocab-size", type=int, default=2048)
     parser.add_argument("--context-length", type=int, default=128)
@@ -62,7 +66,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--logging-steps", type=int, default=10)
     parser.add_argument("--num-proc", type=int, default=None, help="processes for tokenizing (datasets.map)")
     parser.add_argument("--seed", type=int, default=123)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    missing = [c for c in args.corpus if not Path(c).exists()]
+    if missing:
+        hint = (
+            missing_message(["tinyshakespeare.txt"])
+            if args.corpus == [str(DEFAULT_CORPUS)]
+            else "give existing files"
+        )
+        parser.error(f"--corpus {' '.join(missing)}: no such file or folder. {hint}")
+    return args
 
 
 def history_from_trainer(log_history: list[dict[str, Any]], tokens_per_step: int, dataset: str) -> Any:
@@ -96,9 +109,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from transformers import Trainer, TrainingArguments, default_data_collator
 
     from scratch_gpt import ScratchGPTConfig, ScratchGPTForCausalLM
+    from scratch_gpt.constants import END_OF_TEXT
     from scratch_gpt.data.hf_datasets import load_text_dataset, tokenize_and_pack
     from scratch_gpt.data.sliding_window import iter_documents
-    from scratch_gpt.training.from_corpus import EOS_TOKEN, load_tokenizer, train_tokenizer
+    from scratch_gpt.training.from_corpus import load_tokenizer, train_tokenizer
     from scratch_gpt.training.pretrain import param_groups
 
     started = time.perf_counter()
@@ -111,7 +125,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         tok = load_tokenizer(args.tokenizer, model_max_length=args.context_length)
     else:
         tok = train_tokenizer(texts["text"], args.vocab_size, model_max_length=args.context_length)
-    eos_id = tok.convert_tokens_to_ids(EOS_TOKEN)
+    eos_id = tok.convert_tokens_to_ids(END_OF_TEXT)
     blocks = tokenize_and_pack(texts, tok, args.context_length, eos_id=eos_id, num_proc=args.num_proc)
     n_eval = max(1, len(blocks) // 10)
     train, held_out = (

@@ -1,8 +1,15 @@
 """Writing files and folders so that a crash never leaves a half-written one behind.
 
-Both helpers write into a temporary sibling first and then move the result into place with ``os.replace``,
-which is atomic on one file system: a reader sees the old file or the new one, never a mix. Standard library
-only, so that the tokenizer files that import it stay light in remote-code checkpoints.
+Every helper writes into a temporary sibling first and then moves the result into place with ``os.replace``,
+which is atomic on one file system: a reader sees the old file or the new one, never a mix. The package's only
+implementation of this; everything that writes a file or a Hugging Face folder goes through it:
+
+* ``atomic_write_bytes`` / ``atomic_write_text``: one file from bytes (or chunks of bytes) or text;
+* ``atomic_write``: one file written by a function given the temporary path (e.g. ``fig.savefig``);
+* ``write_dir_atomically``: a whole folder (``save_pretrained`` of a model and its tokenizer, plus reports).
+* ``ensure_writable_dir``: the one check that a folder can be written to, before any work starts.
+
+Standard library only, so that the tokenizer files that import it stay light in remote-code checkpoints.
 """
 
 from __future__ import annotations
@@ -10,24 +17,50 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` (UTF-8, ``\\n`` line ends) to ``path``: a temp file in the same folder, fsync, rename."""
+def atomic_write(
+    path: str | os.PathLike[str], write: Callable[[Path], object], *, suffix: str = ".tmp"
+) -> Path:
+    """Run ``write(tmp_path)`` on a temporary file beside ``path``, then rename it onto ``path``.
+
+    ``suffix`` ends the temporary name (``.png`` for ``savefig``, which picks the format from it). If ``write``
+    fails, ``path`` is unchanged and the temporary file is gone.
+    """
     path = Path(path)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # the writer's pid in the name tells a killed write's leftover from one in progress (see data/token_files.py)
+    handle, temporary = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=suffix
+    )
+    os.close(handle)
     try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
+        write(Path(temporary))
         os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+    return path
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes | Iterable[bytes]) -> None:
+    """Write ``data`` (bytes, or an iterable of byte chunks written in order) to ``path``, fsynced, atomically."""
+
+    def write(temporary: Path) -> None:
+        with open(temporary, "wb") as file:
+            for chunk in [data] if isinstance(data, (bytes, bytearray)) else data:
+                file.write(chunk)
+            file.flush()
+            os.fsync(file.fileno())
+
+    atomic_write(path, write)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` (UTF-8, ``\\n`` line ends as given) to ``path``, fsynced, atomically."""
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def ensure_writable_dir(path: str | os.PathLike[str], what: str = "output directory") -> Path:

@@ -47,16 +47,13 @@ from .byte_level import (
     split_text,
     token_to_bytes,
 )
+from .constants import BPE_CONFIG_FILE, END_OF_TEXT, GPT2_FILE_PAIRS, MERGES_FILE, TOKENIZER_FILE, VOCAB_FILE
 
 if TYPE_CHECKING:  # pragma: no cover
     import tokenizers
 
 __all__ = ["BPETokenizer", "GPT2_PATTERN", "GPT4_PATTERN"]
 
-CONFIG_FILE = "bpe_config.json"
-VOCAB_FILE = "vocab.json"
-MERGES_FILE = "merges.txt"
-TOKENIZER_FILE = "tokenizer.json"
 FORMAT_NAME = "scratch_gpt-bpe"
 FORMAT_VERSION = 1
 
@@ -125,7 +122,7 @@ class BPETokenizer:
         cls,
         texts: str | Iterable[str],
         vocab_size: int,
-        special_tokens: Sequence[str] = ("<|endoftext|>",),
+        special_tokens: Sequence[str] = (END_OF_TEXT,),
         pattern: str = GPT2_PATTERN,
         show_progress: bool | None = None,
     ) -> BPETokenizer:
@@ -142,7 +139,7 @@ class BPETokenizer:
         cls,
         paths: str | os.PathLike | Iterable[str | os.PathLike],
         vocab_size: int,
-        special_tokens: Sequence[str] = ("<|endoftext|>",),
+        special_tokens: Sequence[str] = (END_OF_TEXT,),
         pattern: str = GPT2_PATTERN,
         show_progress: bool | None = None,
         encoding: str = "utf-8",
@@ -169,7 +166,7 @@ class BPETokenizer:
         vocab, merges, found_specials = read_gpt2_files(vocab_path, merges_path, special_tokens)
         if special_tokens is not None and found_specials != special_tokens:
             raise ValueError(
-                f"{str(vocab_path)!r} does not match {CONFIG_FILE}: its special tokens are {found_specials}, "
+                f"{str(vocab_path)!r} does not match {BPE_CONFIG_FILE}: its special tokens are {found_specials}, "
                 f"the config lists {special_tokens}; the files do not belong together"
             )
         try:
@@ -415,7 +412,9 @@ class BPETokenizer:
         atomic_write_text(directory / VOCAB_FILE, json.dumps(self.get_vocab(), ensure_ascii=False))
         atomic_write_text(directory / MERGES_FILE, "\n".join([MERGES_HEADER, *merges]) + "\n")
         atomic_write_text(directory / TOKENIZER_FILE, self.to_tokenizers().to_str(pretty=True))
-        atomic_write_text(directory / CONFIG_FILE, json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+        atomic_write_text(
+            directory / BPE_CONFIG_FILE, json.dumps(config, indent=2, ensure_ascii=False) + "\n"
+        )
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> BPETokenizer:
@@ -430,9 +429,9 @@ class BPETokenizer:
             raise FileNotFoundError(
                 f"tokenizer directory {str(directory)!r} does not exist (or is not a directory)"
             )
-        config_path = directory / CONFIG_FILE
+        config_path = directory / BPE_CONFIG_FILE
         if not config_path.is_file():
-            for vocab_name, merges_name in ((VOCAB_FILE, MERGES_FILE), ("encoder.json", "vocab.bpe")):
+            for vocab_name, merges_name in reversed(GPT2_FILE_PAIRS):  # Hugging Face's names, then OpenAI's
                 if (directory / vocab_name).is_file() and (directory / merges_name).is_file():
                     return cls.from_gpt2_files(directory / vocab_name, directory / merges_name)
             raise FileNotFoundError(
@@ -575,19 +574,3 @@ def _byte_form(text: str) -> bytes | None:
         return token_to_bytes(text)
     except ValueError:
         return None
-
-
-def encode_pieces(
-    tokenizer_dir: str | os.PathLike, text: str, specials_as_text: bool = False
-) -> list[tuple[int, bytes]]:
-    """Load the tokenizer saved in ``tokenizer_dir`` and return (id, bytes) for each token of ``text``.
-
-    Special-token text becomes its special id unless ``specials_as_text`` (then it is encoded as plain text).
-    The CLI's ``scratch-gpt encode`` prints this as a table.
-    """
-    tokenizer = BPETokenizer.load(tokenizer_dir)
-    if specials_as_text:
-        ids = tokenizer.encode_ordinary(text)
-    else:
-        ids = tokenizer.encode(text, allowed_special="all")
-    return [(token_id, tokenizer.id_to_bytes(token_id)) for token_id in ids]

@@ -18,8 +18,9 @@ Tie-breaking (deterministic): the pair with the highest count wins; among equal 
 before ``(b"a", b"c")`` and before ``(b"b", b"a")``).
 
 Special tokens are cut out of the training text before chunking (they never take part in merges) and get
-ids after all merges. ``train_bpe`` only learns the tables (``BPETokenizer.train`` wraps them in a
-tokenizer); ``train_tokenizer`` trains on files, saves and measures (the ``train-tokenizer`` command).
+ids after all merges. ``train_bpe`` only learns the tables and returns them; ``BPETokenizer.train`` (in
+``bpe.py``, which imports this module, never the other way round) builds the tokenizer from them. Training on
+files, saving and measuring (the ``train-tokenizer`` command) is ``training/tokenizer_tools.py``.
 Deliberately absent: minimum-frequency or maximum-token-length options, multiprocessing, streaming corpora
 larger than memory.
 """
@@ -29,26 +30,20 @@ from __future__ import annotations
 import heapq
 import os
 import sys
-import time
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .byte_level import (
     GPT2_PATTERN,
     compile_pattern,
     fix_lone_surrogates,
     pattern_covers_all_text,
-    resolve_pattern,
     special_tokens_regex,
     split_text,
 )
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .bpe import BPETokenizer
+from .constants import END_OF_TEXT
 
 # Corpora larger than this (in characters) show a progress bar when ``show_progress`` is None.
 PROGRESS_MIN_CHARS = 5_000_000
@@ -173,7 +168,7 @@ def _merge_in_word(
 def train_bpe(
     texts: str | Iterable[str],
     vocab_size: int,
-    special_tokens: Sequence[str] = ("<|endoftext|>",),
+    special_tokens: Sequence[str] = (END_OF_TEXT,),
     pattern: str = GPT2_PATTERN,
     show_progress: bool | None = None,
 ) -> tuple[dict[int, bytes], dict[tuple[int, int], int], dict[str, int]]:
@@ -275,44 +270,3 @@ def train_bpe(
     first_special = 256 + len(merges)
     special_ids = {token: first_special + offset for offset, token in enumerate(specials)}
     return vocab, merges, special_ids
-
-
-@dataclass
-class TrainingSummary:
-    """What ``train_tokenizer`` did: the tokenizer, where it went, and how well it compresses its training text."""
-
-    tokenizer: BPETokenizer
-    output_dir: Path
-    n_bytes: int  # UTF-8 bytes of the training text
-    n_tokens: int  # tokens of the training text under the new tokenizer
-    train_seconds: float  # time spent learning merges (reading, measuring and saving not included)
-
-    @property
-    def bytes_per_token(self) -> float:
-        """Compression on the training text: UTF-8 bytes per token (higher is better)."""
-        return self.n_bytes / max(self.n_tokens, 1)
-
-
-def train_tokenizer(
-    paths: str | os.PathLike | Iterable[str | os.PathLike],
-    vocab_size: int,
-    output_dir: str | os.PathLike,
-    special_tokens: Sequence[str] = ("<|endoftext|>",),
-    pattern: str = "gpt2",
-    show_progress: bool | None = True,
-    encoding: str = "utf-8",
-) -> TrainingSummary:
-    """Train a tokenizer on text files, save it to ``output_dir`` and measure it (``scratch-gpt train-tokenizer``).
-
-    ``pattern`` is ``"gpt2"``, ``"gpt4"`` or a regular expression.
-    """
-    from .bpe import BPETokenizer  # bpe imports this module, so import it here
-
-    texts = read_training_files(paths, encoding)
-    start = time.perf_counter()
-    tokenizer = BPETokenizer.train(texts, vocab_size, special_tokens, resolve_pattern(pattern), show_progress)
-    train_seconds = time.perf_counter() - start
-    n_tokens = sum(len(tokenizer.encode(text, allowed_special="all")) for text in texts)
-    n_bytes = sum(len(fix_lone_surrogates(text).encode("utf-8")) for text in texts)
-    tokenizer.save(output_dir)
-    return TrainingSummary(tokenizer, Path(output_dir), n_bytes, n_tokens, train_seconds)

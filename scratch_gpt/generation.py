@@ -22,14 +22,37 @@ import torch
 from torch import nn
 
 from .kv_cache import KVCache
+from .tokenizer_protocol import encode_allowing_end_of_text
+
+
+def model_logits(
+    model: nn.Module, input_ids: torch.Tensor, *, cache: KVCache | None = None, last_only: bool = False
+) -> torch.Tensor:
+    """Logits ``(B, T, vocab_size)`` of ``input_ids`` ``(B, T)``: the one place that turns a model into logits.
+
+    ``model`` is a ``GPTModel`` (returns logits) or a Hugging Face causal LM such as ``ScratchGPTForCausalLM``
+    or a peft wrapper (returns an output with ``.logits``), also when wrapped by DDP (``.module``) or
+    ``torch.compile`` (``._orig_mod``). ``cache`` continues from (and extends) a ``KVCache``; without one, a
+    Hugging Face model keeps no cache. ``last_only`` lets a Hugging Face model compute the last position only
+    (``logits_to_keep=1``, ``(B, 1, vocab_size)``); a ``GPTModel`` returns every position either way.
+    """
+    inner = getattr(model, "module", model)  # DDP wraps the model in .module
+    inner = getattr(inner, "_orig_mod", inner)  # torch.compile wraps it in ._orig_mod
+    if hasattr(inner, "generation_config"):  # a transformers model
+        kwargs: dict[str, Any] = {"use_cache": cache is not None}
+        if cache is not None:
+            kwargs["cache"] = cache
+        if last_only:
+            kwargs["logits_to_keep"] = 1
+        return model(input_ids=input_ids, **kwargs).logits
+    if cache is not None:
+        return model(input_ids, cache=cache)
+    return model(input_ids)
 
 
 def _next_logits(model: nn.Module, idx: torch.Tensor, cache: KVCache | None) -> torch.Tensor:
-    """Logits of the last position, ``(B, vocab_size)``, from a ``GPTModel`` or an HF causal LM."""
-    if hasattr(model, "generation_config"):  # a transformers model: ScratchGPTForCausalLM (or a peft wrapper)
-        out = model(input_ids=idx, cache=cache, use_cache=cache is not None, logits_to_keep=1)
-        return out.logits[:, -1, :]
-    return model(idx, cache=cache)[:, -1, :]
+    """Logits of the last position, ``(B, vocab_size)``."""
+    return model_logits(model, idx, cache=cache, last_only=True)[:, -1, :]
 
 
 def context_length(model: nn.Module) -> int:
@@ -168,10 +191,7 @@ def generate_stream(
 
 def text_to_token_ids(text: str, tokenizer: Any) -> torch.Tensor:
     """Encode ``text`` into a ``(1, T)`` id tensor (the book's helper); ``<|endoftext|>`` is allowed."""
-    try:
-        ids = tokenizer.encode(text, allowed_special={"<|endoftext|>"})
-    except TypeError:  # a Hugging Face tokenizer
-        ids = tokenizer.encode(text)
+    ids = encode_allowing_end_of_text(tokenizer, text)
     return torch.tensor(ids, dtype=torch.long).unsqueeze(0)
 
 

@@ -41,18 +41,22 @@ from typing import Any
 from transformers import PreTrainedTokenizer, PreTrainedTokenizerFast
 
 from .bpe import BPETokenizer
+from .constants import (
+    BPE_CONFIG_FILE,
+    END_OF_TEXT,
+    MERGES_FILE,
+    PAD_TOKEN,
+    TOKENIZER_CONFIG_FILE,
+    TOKENIZER_FILE,
+    VOCAB_FILE,
+)
 
 __all__ = ["ScratchGPTTokenizer", "ScratchGPTTokenizerFast"]
 
-EOS_TOKEN = "<|endoftext|>"
-PAD_TOKEN = "<|pad|>"
 DEFAULT_MODEL_MAX_LENGTH = 1024  # GPT-2's context length (n_positions)
 
-# What ``BPETokenizer.save`` writes; the slow tokenizer reads the first three, the fast one the last.
-VOCAB_FILE = "vocab.json"
-MERGES_FILE = "merges.txt"
-BPE_CONFIG_FILE = "bpe_config.json"
-TOKENIZER_FILE = "tokenizer.json"
+# ``BPETokenizer.save`` writes VOCAB_FILE, MERGES_FILE, BPE_CONFIG_FILE (read by the slow tokenizer) and
+# TOKENIZER_FILE (read by the fast one); the names live in constants.py.
 
 
 class ScratchGPTTokenizerFast(PreTrainedTokenizerFast):
@@ -81,7 +85,7 @@ class ScratchGPTTokenizerFast(PreTrainedTokenizerFast):
         *,
         model_max_length: int = DEFAULT_MODEL_MAX_LENGTH,
         padding_side: str = "right",
-        eos_token: str = EOS_TOKEN,
+        eos_token: str = END_OF_TEXT,
         pad_token: str | None = PAD_TOKEN,
     ) -> ScratchGPTTokenizerFast:
         """Wrap a ``BPETokenizer`` (trained, loaded, or GPT-2's) as a fast Hugging Face tokenizer.
@@ -176,7 +180,7 @@ class ScratchGPTTokenizer(PreTrainedTokenizer):
         *,
         model_max_length: int = DEFAULT_MODEL_MAX_LENGTH,
         padding_side: str = "right",
-        eos_token: str = EOS_TOKEN,
+        eos_token: str = END_OF_TEXT,
         pad_token: str | None = PAD_TOKEN,
     ) -> ScratchGPTTokenizer:
         """Wrap a ``BPETokenizer`` as a slow Hugging Face tokenizer; same arguments as the fast ``from_bpe``."""
@@ -288,7 +292,7 @@ def _special_token_kwargs(
             f"padding_side must be 'right' (for training) or 'left' (for batched generation), got {padding_side!r}"
         )
     if not isinstance(eos_token, str) or not eos_token:
-        raise ValueError(f"eos_token must be a non-empty string such as {EOS_TOKEN!r}, got {eos_token!r}")
+        raise ValueError(f"eos_token must be a non-empty string such as {END_OF_TEXT!r}, got {eos_token!r}")
     if pad_token is not None and (not isinstance(pad_token, str) or not pad_token):
         raise ValueError(
             f"pad_token must be a non-empty string such as {PAD_TOKEN!r} or None, got {pad_token!r}"
@@ -383,7 +387,7 @@ def _check_local_folder(
 def _raise_if_corrupt_json(name_or_path: str | os.PathLike, subfolder: str | None, err: Exception) -> None:
     """After a failed load: raise ValueError naming the local JSON file that does not parse, if there is one."""
     folder = Path(name_or_path) / (subfolder or "")
-    for name in (TOKENIZER_FILE, "tokenizer_config.json"):
+    for name in (TOKENIZER_FILE, TOKENIZER_CONFIG_FILE):
         path = folder / name
         if not path.is_file():
             continue

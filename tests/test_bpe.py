@@ -8,7 +8,7 @@ import random
 import pytest
 from conftest import data_file
 
-from scratch_gpt.bpe import BPETokenizer, encode_pieces
+from scratch_gpt.bpe import BPETokenizer
 from scratch_gpt.byte_level import GPT2_PATTERN, GPT4_PATTERN
 
 # tiktoken's own spelling of GPT-2's pattern (r50k_base), used for the reference encoding.
@@ -255,14 +255,6 @@ def test_load_accepts_a_folder_of_gpt2_files(gpt2, tmp_path):
     for name in ("encoder.json", "vocab.bpe"):
         (tmp_path / name).write_bytes(data_file(name).read_bytes())
     assert _tables(BPETokenizer.load(tmp_path)) == _tables(gpt2)
-
-
-def test_encode_pieces_reads_a_saved_tokenizer(trained, tmp_path):
-    trained.save(tmp_path)
-    pieces = encode_pieces(tmp_path, "To be<|pad|>")
-    assert b"".join(data for _, data in pieces) == b"To be<|pad|>"
-    assert pieces[-1] == (599, b"<|pad|>")
-    assert 599 not in [i for i, _ in encode_pieces(tmp_path, "To be<|pad|>", specials_as_text=True)]
 
 
 # ------------------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import regex
 from conftest import data_file
 
 from scratch_gpt.bpe import BPETokenizer
-from scratch_gpt.bpe_train import train_bpe, train_tokenizer
+from scratch_gpt.bpe_train import train_bpe
 from scratch_gpt.byte_level import GPT2_PATTERN, GPT4_PATTERN
 
 
@@ -122,19 +122,6 @@ def test_train_from_files_equals_train(tmp_path, shakespeare):
     from_files = BPETokenizer.train_from_files(paths, 400)
     from_texts = BPETokenizer.train([shakespeare[:20_000], shakespeare[20_000:40_000]], 400)
     assert list(from_files.merges.items()) == list(from_texts.merges.items())
-
-
-def test_train_tokenizer_trains_saves_and_measures(tmp_path, shakespeare):
-    path = tmp_path / "corpus.txt"
-    path.write_text(shakespeare[:30_000], encoding="utf-8")
-    summary = train_tokenizer([path], 500, tmp_path / "out", pattern="gpt4", show_progress=False)
-    assert summary.tokenizer.vocab_size == 500 and summary.tokenizer.pattern == GPT4_PATTERN
-    assert summary.n_bytes == 30_000 and summary.n_tokens == len(
-        summary.tokenizer.encode(shakespeare[:30_000])
-    )
-    assert 2 < summary.bytes_per_token < 5 and summary.train_seconds > 0
-    loaded = BPETokenizer.load(tmp_path / "out")
-    assert list(loaded.merges.items()) == list(summary.tokenizer.merges.items())
 
 
 # ------------------------------------------------------------------------------------------------------

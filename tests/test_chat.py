@@ -14,12 +14,15 @@ from jinja2.exceptions import TemplateError
 from scratch_gpt.finetune import chat as chat_module
 from scratch_gpt.finetune.chat import (
     CHAT_TEMPLATE,
+    EMPTY_ANSWER,
+    GREETING,
     IncrementalDecoder,
     add_chat_template,
     build_prompt,
     chat,
     chat_with_model_dir,
     load_model_and_tokenizer,
+    not_instruction_tuned_warning,
     stream_generate,
     stream_response,
 )
@@ -257,6 +260,18 @@ def test_chat_with_model_dir_adds_the_template(tmp_path):
     turns = chat_with_model_dir(folder, input_fn=console.input, output_fn=console.output, max_new_tokens=5)
     assert len(turns) == 1 and console.prompts == [">>> ", ">>> "]
     assert not (folder / "chat_template.jinja").exists()  # attached in memory only
+    # a folder without a chat template was not instruction-tuned: the chat says so, then names /help
+    assert console.calls[0][0] == not_instruction_tuned_warning(folder)
+    assert "not instruction-tuned" in console.calls[0][0] and "finetune-instruct" in console.calls[0][0]
+    assert console.calls[1][0] == GREETING and "/help" in GREETING
+
+
+def test_chat_opens_with_help_and_notes_empty_answers(model, tokenizer, monkeypatch):
+    monkeypatch.setattr(chat_module, "stream_response", lambda *args, **kwargs: iter(["", " "]))
+    console = Console(["Name a color."])
+    turns = chat(model, tokenizer, input_fn=console.input, output_fn=console.output)
+    assert console.calls[0] == (GREETING, "\n")  # no notice for a tuned model, /help named at once
+    assert turns[0]["response"] == " " and EMPTY_ANSWER in console.text  # a blank answer is not left silent
 
 
 def test_cli_chat_reads_stdin(tmp_path, monkeypatch, capsys):

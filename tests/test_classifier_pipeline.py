@@ -25,6 +25,7 @@ from scratch_gpt.finetune.classifier_pipeline import (
     load_classifier,
 )
 from scratch_gpt.finetune.classifier_training import calc_accuracy_loader, classifier_logits
+from scratch_gpt.tokenizer_protocol import HFTokenizerAdapter
 
 HAM = [
     "see you at the {} around {} ok",
@@ -161,7 +162,7 @@ def test_finetune_classifier_end_to_end_and_reload(workdir, tmp_path, freeze):
     assert not any("lora" in key for key in model.state_dict())
     from scratch_gpt.finetune.classifier_data import SpamDataset, load_spam_splits
 
-    test = SpamDataset(load_spam_splits(workdir / "sms.tsv").test, fc._HFTextEncoder(tokenizer),
+    test = SpamDataset(load_spam_splits(workdir / "sms.tsv").test, HFTokenizerAdapter(tokenizer),
                        result["max_length"], tokenizer.pad_token_id)  # fmt: skip
     loss, accuracy = evaluate_classifier(
         DataLoader(test, batch_size=4), model, "cpu", pad_token_id=tokenizer.pad_token_id, pooling="last_real"
@@ -243,7 +244,7 @@ def test_settings_are_the_config_as_a_dict(workdir, tmp_path):
 
 
 def test_finetune_bad_model_folders(workdir, tmp_path):
-    with pytest.raises(FileNotFoundError, match="config.json not found"):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
         finetune_classifier(
             ClassifierFinetuneConfig(tmp_path / "nothing", workdir / "sms.tsv", tmp_path / "out")
         )
@@ -256,7 +257,7 @@ def test_finetune_bad_model_folders(workdir, tmp_path):
     with pytest.raises(ValueError, match="model_type 'bert'"):
         load_classifier(bare)
     (bare / "config.json").write_text("[1, 2")
-    with pytest.raises(ValueError, match="is not a JSON object"):
+    with pytest.raises(ValueError, match="is not valid JSON"):
         load_classifier(bare)
 
 

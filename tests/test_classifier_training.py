@@ -212,3 +212,31 @@ def test_train_classifier_simple_max_steps_and_bad_args(classifier):
         args = {"num_epochs": 1, "eval_freq": 1, "eval_iter": 1, **bad}
         with pytest.raises(ValueError, match="must be a positive integer"):
             train_classifier_simple(classifier, train, val, optimizer, "cpu", pad_token_id=1, **args)
+
+
+def test_train_classifier_simple_shows_a_progress_bar_with_the_time_left(classifier, capsys):
+    """finetune-classifier used to print three loss lines and then nothing for minutes."""
+    train, val = _toy_loaders()
+    optimizer = torch.optim.AdamW(classifier.parameters(), lr=1e-3)
+    lines = []
+    history = train_classifier_simple(
+        classifier,
+        train,
+        val,
+        optimizer,
+        "cpu",
+        2,
+        2,
+        1,
+        pad_token_id=1,
+        log=lines.append,
+        show_progress=True,
+    )
+    err = capsys.readouterr().err
+    assert "fine-tune" in err and "8/8" in err and "<" in err  # all steps, with tqdm's time-left field
+    assert "train accuracy" in err and "validation accuracy" in err  # the accuracy passes have bars too
+    assert len(lines) == len(history.steps) + 2  # the log lines still all arrive
+    train_classifier_simple(
+        classifier, train, val, optimizer, "cpu", 1, 2, 1, pad_token_id=1, show_progress=False
+    )
+    assert capsys.readouterr().err == ""

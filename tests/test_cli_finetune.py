@@ -101,9 +101,9 @@ def test_help_shows_the_config_defaults(capsys):
 
 def test_errors_print_one_line(workdir, tmp_path, capsys):
     argv = ["finetune-classifier", "--model", str(tmp_path / "missing"), "--data", str(workdir / "sms.tsv")]
-    assert main(argv + ["--output", str(tmp_path / "out")]) == 1
+    assert main(argv + ["--output", str(tmp_path / "out")]) == 2  # a failed load, as for every command
     err = capsys.readouterr().err
-    assert err.startswith("scratch-gpt finetune-classifier: error:") and "config.json not found" in err
+    assert err.startswith("scratch-gpt finetune-classifier: error:") and "does not exist" in err
     assert "Traceback" not in err
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "x").write_text("x")

@@ -70,3 +70,47 @@ def test_encode_specials_as_text_and_missing_tokenizer(tmp_path, capsys):
     assert "259" not in capsys.readouterr().out.split("piece", 1)[1].split()[::2]
     assert main(["encode", "--tokenizer", str(tmp_path / "missing"), "x"]) == 1
     assert "missing" in capsys.readouterr().err
+
+
+def _table(out: str) -> list[tuple[int, str]]:
+    rows = out.splitlines()[1:-1]
+    return [(int(r.split(None, 1)[0]), r.split(None, 1)[1]) for r in rows]
+
+
+def test_encode_and_decode_read_every_folder_the_package_writes(tmp_path, capsys):
+    """A train-tokenizer folder, a Hugging Face model folder (tokenizer.json only: the demo, pretrain,
+    finetune-* and convert write these), and a model folder with its tokenizer in tokenizer/ all encode the
+    same text to the same ids, and decode them back."""
+    from scratch_gpt import ScratchGPTTokenizerFast
+
+    bpe = BPETokenizer.train("the quick brown fox jumps over the lazy dog. " * 20, 280)
+    bpe.save(tmp_path / "ours")
+    ScratchGPTTokenizerFast.from_bpe(bpe).save_pretrained(tmp_path / "hf")
+    assert (
+        not (tmp_path / "hf" / "bpe_config.json").exists() and (tmp_path / "hf" / "tokenizer.json").is_file()
+    )
+    ScratchGPTTokenizerFast.from_bpe(bpe).save_pretrained(tmp_path / "model" / "tokenizer")
+    (tmp_path / "model" / "config.json").write_text("{}")
+    text = "the lazy fox<|endoftext|>é"
+    expected = bpe.encode(text, allowed_special="all")
+    tables = []
+    for folder in ("ours", "hf", "model"):
+        assert main(["encode", "--tokenizer", str(tmp_path / folder), text]) == 0
+        table = _table(capsys.readouterr().out)
+        assert [i for i, _ in table] == expected, folder
+        tables.append(table)
+        assert main(["decode", "--tokenizer", str(tmp_path / folder), *map(str, expected)]) == 0
+        assert capsys.readouterr().out == text + "\n"
+    assert tables[0] == tables[1] == tables[2]  # the pieces too (bytes of "é" split across tokens)
+    assert main(["encode", "--tokenizer", str(tmp_path / "hf"), "--specials-as-text", text]) == 0
+    assert [i for i, _ in _table(capsys.readouterr().out)] == bpe.encode_ordinary(text)
+
+
+def test_decode_errors_are_one_line(tmp_path, capsys):
+    BPETokenizer.train("some training text", 260).save(tmp_path)
+    assert main(["decode", "--tokenizer", str(tmp_path), "5", "999"]) == 1
+    assert "out of range" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["encode", "--tokenizer", str(tmp_path / "empty"), "x"]) == 1
+    err = capsys.readouterr().err
+    assert "holds no tokenizer" in err and "tokenizer.json" in err and "Traceback" not in err

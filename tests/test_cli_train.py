@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 from conftest import data_file
 
 from scratch_gpt.cli import main
@@ -15,12 +14,7 @@ TINY = ["--vocab-size", "300", "--n-layer", "1", "--n-embd", "32", "--n-head", "
 QUIET = ["--batch-size", "4", "--eval-interval", "2", "--eval-batches", "2", "--no-progress"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_pretrain_command(tmp_path, capsys):
@@ -93,7 +87,7 @@ def test_pretrain_argument_conflicts_exit_2(capsys):
     assert "not allowed with argument" in capsys.readouterr().err
 
 
-def test_demo_command_passes_options(monkeypatch, capsys):
+def test_demo_command_passes_options(monkeypatch, tmp_path, capsys):
     import scratch_gpt.training.demo as demo
 
     seen = {}
@@ -107,16 +101,41 @@ def test_demo_command_passes_options(monkeypatch, capsys):
         )  # fmt: skip
 
     monkeypatch.setattr(demo, "run_demo", fake_run_demo)
+    monkeypatch.chdir(tmp_path)
     assert main(["demo", "--quick", "--output", "d", "--max-steps", "7", "--seed", "5"]) == 0
     assert seen == {
         "output_dir": "d",
-        "quick": True,
+        "size": "quick",
         "max_steps": 7,
-        "time_limit_s": None,
         "resume": False,
-        "seed": 5,
         "overwrite": False,
+        "seed": 5,
     }
     printed = capsys.readouterr().out
     assert "Trained 7 steps" in printed and "'Return the' -> 'Return the value'" in printed
-    assert main(["demo"]) == 0 and seen["output_dir"] == "scratch_gpt_demo" and seen["quick"] is False
+    assert "generate --model d --temperature 0.8 --top-k 20" in printed  # the command to continue
+    assert main(["demo"]) == 0 and seen["output_dir"] == "scratch_gpt_demo" and seen["size"] is None
+    assert main(["demo", "--tiny", "--overwrite"]) == 0 and seen["size"] == "tiny" and seen["overwrite"]
+    with pytest.raises(SystemExit):
+        main(["demo", "--resume", "--overwrite"])
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_demo_twice(tmp_path, capsys):
+    """Running the Quickstart's demo a second time reports the model instead of failing."""
+    out = str(tmp_path / "demo")
+    assert main(["demo", "--tiny", "--output", out]) == 0
+    first = capsys.readouterr().out
+    assert "Continue a prompt of your own" in first
+    assert main(["demo", "--tiny", "--output", out]) == 0
+    second = capsys.readouterr().out
+    assert "already holds a trained demo model (12 steps" in second
+    assert "--overwrite" in second and "--resume" in second and "generate --model" in second
+    assert main(["demo", "--tiny", "--output", out, "--overwrite"]) == 0
+    assert "Trained 12 steps in" in capsys.readouterr().out
+
+
+def test_demo_help_shows_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    assert "(default: scratch_gpt_demo)" in capsys.readouterr().out

@@ -329,7 +329,7 @@ def test_error_directory_missing(tmp_path):
 
 def test_error_not_a_directory(tmp_path):
     (tmp_path / "file").write_text("x")
-    with pytest.raises(NotADirectoryError, match="not a directory"):
+    with pytest.raises(FileNotFoundError, match=r"does not exist \(it is a file\)"):
         load_gpt2(tmp_path / "file")
 
 

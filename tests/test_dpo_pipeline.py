@@ -62,7 +62,7 @@ def test_finetune_dpo_end_to_end(tmp_path):
 
     from scratch_gpt.finetune.chat import load_model_and_tokenizer
 
-    save_tiny_checkpoint(tmp_path / "model")
+    save_tiny_checkpoint(tmp_path / "model", dropout=0.1)  # switched off for DPO, kept in the saved config
     write_records(tmp_path / "data.json", RECORDS_40)
     config = _config(tmp_path, max_steps=6, log_prob="sum")
     lines = []
@@ -90,6 +90,7 @@ def test_finetune_dpo_end_to_end(tmp_path):
     model = AutoModelForCausalLM.from_pretrained(str(out))
     original = AutoModelForCausalLM.from_pretrained(str(tmp_path / "model"))
     assert not torch.equal(model.lm_head.weight, original.lm_head.weight)  # the policy was trained and saved
+    assert model.config.dropout == 0.1
     _, tokenizer = load_model_and_tokenizer(out)
     assert tokenizer.chat_template  # `scratch-gpt chat` finds the Alpaca template
 
@@ -127,7 +128,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     args = ["--data", str(tmp_path / "data.json"), "--output", str(tmp_path / "out"), "--no-progress"]
     code = main(["finetune-dpo", "--model", str(tmp_path / "missing"), *args])
     err = capsys.readouterr().err
-    assert code != 0 and err.count("\n") == 1 and "does not exist" in err
+    assert code == 2 and err.count("\n") == 1 and "does not exist" in err  # a failed load
     assert not (tmp_path / "out").exists()  # nothing written on failure
     with pytest.raises(SystemExit) as exit_info:  # the CLI refuses NaN/inf in every float option
         main(["finetune-dpo", "--model", str(tmp_path / "missing"), *args, "--beta", "nan"])

@@ -16,6 +16,7 @@ from scratch_gpt.finetune.dpo_training import (
     compute_dpo_loss,
     compute_dpo_loss_batch,
     compute_logprobs,
+    disable_dropout,
     evaluate_dpo_loader,
     freeze_reference,
     train_model_dpo_simple,
@@ -114,3 +115,13 @@ def test_training_rejects_an_unfrozen_reference():
     optimizer = torch.optim.AdamW(model.parameters())
     with pytest.raises(ValueError, match="must be frozen"):
         train_model_dpo_simple(model, copy.deepcopy(model), loader, loader, optimizer, 1, 0.1, 1, 1)
+
+
+def test_disable_dropout_keeps_the_config():
+    tokenizer = tiny_tokenizer()
+    model = tiny_model(tokenizer, dropout=0.3).train()
+    ids = torch.tensor([[1, 2, 3, 4, 5]])
+    assert not torch.equal(model(ids).logits, model(ids).logits)  # dropout is on
+    disable_dropout(model)
+    torch.testing.assert_close(model(ids).logits, model.eval()(ids).logits, rtol=0, atol=0)
+    assert model.config.dropout == 0.3  # a saved model keeps its own rate

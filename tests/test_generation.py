@@ -45,7 +45,13 @@ def test_eos_stops_generation_per_row(hf_model):
     out = generate(hf_model, prompt, 12, eos_id=eos)
     first = int((out[0, 4:] == eos).nonzero()[0]) + 4
     assert (out[0, first:] == eos).all()
-    assert out.shape[1] <= 16
+
+    def steps(row: int) -> int:  # new tokens until row's first eos (included), or all 12
+        hits = (free[row, 4:] == eos).nonzero()
+        return int(hits[0]) + 1 if len(hits) else 12
+
+    assert out.shape[1] == 4 + max(steps(0), steps(1))  # stops once every row has stopped
+    assert torch.equal(out[1, : 4 + steps(1)], free[1, : 4 + steps(1)])
 
 
 def test_sample_next_token_greedy_topk_temperature():
@@ -70,3 +76,33 @@ def test_sampling_is_reproducible_with_a_generator(hf_model):
 def test_empty_prompt_raises(hf_model):
     with pytest.raises(ValueError, match="at least one token"):
         generate(hf_model, torch.zeros(1, 0, dtype=torch.long), 5)
+
+
+def test_model_logits_for_every_kind_of_model(hf_model):
+    from torch import nn
+
+    from scratch_gpt.generation import model_logits
+    from scratch_gpt.kv_cache import KVCache
+
+    class DDPLike(nn.Module):  # what DistributedDataParallel looks like from outside: the model in .module
+        def __init__(self, module: nn.Module) -> None:
+            super().__init__()
+            self.module = module
+
+        def forward(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            return self.module(*args, **kwargs)
+
+    ids = random_ids(2, 7)
+    with torch.no_grad():
+        full = hf_model(input_ids=ids).logits  # (2, 7, 100)
+        torch.testing.assert_close(model_logits(hf_model, ids), full)
+        torch.testing.assert_close(model_logits(DDPLike(hf_model), ids), full)
+        last = model_logits(hf_model, ids, last_only=True)
+        assert last.shape == (2, 1, 100)
+        torch.testing.assert_close(last[:, -1], full[:, -1])
+        cache = KVCache()
+        model_logits(hf_model, ids[:, :5], cache=cache)
+        torch.testing.assert_close(model_logits(hf_model, ids[:, 5:], cache=cache), full[:, 5:])
+        torch.manual_seed(0)
+        gpt = GPTModel(tiny_config()).eval()
+        torch.testing.assert_close(model_logits(gpt, ids), gpt(ids))

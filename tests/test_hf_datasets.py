@@ -135,10 +135,8 @@ def test_trainer_example_trains_with_exact_gradient_accumulation(tmp_path):
     common = ["--corpus", str(data_file("the-verdict.txt")), "--vocab-size", "300", "--context-length", "16",
               "--n-layer", "1", "--n-embd", "32", "--n-head", "2", "--max-steps", "3", "--eval-steps", "3",
               "--logging-steps", "1", "--warmup-steps", "1"]  # fmt: skip
-    big = example.main([*common, "--output-dir", str(tmp_path / "a"), "--batch-size", "4"])
-    acc = example.main(
-        [*common, "--output-dir", str(tmp_path / "b"), "--batch-size", "2", "--grad-accum", "2"]
-    )
+    big = example.main([*common, "--output", str(tmp_path / "a"), "--batch-size", "4"])
+    acc = example.main([*common, "--output", str(tmp_path / "b"), "--batch-size", "2", "--grad-accum", "2"])
     assert big["steps"] == acc["steps"] == 3
     assert acc["train_losses"] == pytest.approx(big["train_losses"], abs=1e-5)
     assert acc["eval_loss"] == pytest.approx(big["eval_loss"], abs=1e-5)

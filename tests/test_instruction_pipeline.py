@@ -200,7 +200,7 @@ def test_trainer_example_builds_the_book_training_text(tokenizer):
 def test_trainer_example_runs(folders):
     model_dir, data, out = folders
     results = _trainer_example().main(
-        ["--model", str(model_dir), "--data", str(data), "--output-dir", str(out), "--batch-size", "2",
+        ["--model", str(model_dir), "--data", str(data), "--output", str(out), "--batch-size", "2",
          "--grad-accum", "2", "--lr", "1e-3", "--max-steps", "3", "--max-new-tokens", "4", "--num-test", "1"]
     )  # fmt: skip
     assert results["steps"] == 3 and math.isfinite(results["train_loss"])

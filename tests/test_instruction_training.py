@@ -175,6 +175,18 @@ def test_generate_test_responses_marks_prompts_longer_than_the_context(splits):
     assert answered[0]["model_response"] == "" and answered[0]["truncated"] is True
 
 
+def test_long_records_get_one_accurate_warning_not_transformers_alarm(splits, capfd):
+    """finetune-instruct used to print transformers' "sequence length is longer than the specified maximum ...
+    indexing errors" warning; the records are truncated to the context, which is what the warning says instead."""
+    data = InstructionDataset(splits.train, tiny_tokenizer(), include_instruction_length=True)
+    lengths = sorted(len(ids) for _, ids in data)
+    context = max(max(length for length, _ in data), lengths[len(lengths) // 2])  # cuts some, keeps responses
+    short = tiny_tokenizer(context_length=context)  # a fresh tokenizer: transformers warns once per tokenizer
+    with pytest.warns(UserWarning, match="train records are longer than the context length"):
+        make_instruction_loaders(splits, short, batch_size=4, context_length=context)
+    assert "indexing errors" not in capfd.readouterr().err  # transformers' handler writes to stderr itself
+
+
 def test_loaders_warn_about_truncated_records_and_refuse_when_no_response_fits(tokenizer, splits):
     data = InstructionDataset(splits.train, tokenizer, include_instruction_length=True)
     prompts = sorted(length for length, _ in data)

@@ -40,7 +40,9 @@ def test_forward_shapes_and_tying():
     model = GPTModel(tiny_config(tie_word_embeddings=True))
     assert model.out_head.weight is model.tok_emb.weight
     assert model(random_ids(2, 7)).shape == (2, 7, 100)
-    assert GPTModel(tiny_config(tie_word_embeddings=False)).out_head.weight is not None
+    untied = GPTModel(tiny_config(tie_word_embeddings=False))
+    assert untied.out_head.weight is not untied.tok_emb.weight  # its own (V, d) matrix
+    assert untied.out_head.weight.shape == untied.tok_emb.weight.shape
 
 
 def test_eager_and_sdpa_models_agree():

@@ -240,3 +240,77 @@ def test_reads_the_history_the_training_loop_writes(tmp_path):
     assert "| Optimizer steps | 10 |" in card and "| Training tokens seen | 5,120 |" in card
     assert "| Final validation loss (perplexity) | 6.7500 (854.06) |" in card
     assert "| Training data | the-verdict.txt |" in card and "| lr | 0.0004 |" in card
+
+
+# --- every folder kind gets a card that tells the truth ---------------------------------------------------
+
+
+def test_classifier_folder_card_shows_labels_and_test_accuracy(tmp_path):
+    """What finetune-classifier writes: a classifier config with id2label, results.json, no history file."""
+    config = {
+        **CONFIG,
+        "architectures": ["ScratchGPTForSequenceClassification"],
+        "num_labels": 2,
+        "id2label": {"0": "ham", "1": "spam"},
+        "label2id": {"ham": 0, "spam": 1},
+    }
+    folder = _checkpoint(tmp_path, config=config, history=None)
+    results = {
+        "freeze": "all",
+        "pooling": "last",
+        "settings": {"epochs": 5, "batch_size": 8, "lr": 5e-05, "device": "cpu"},
+        "split_sizes": {"train": 1045, "validation": 149, "test": 300},
+        "trainable_params": 1234,
+        "accuracy_before": {"train": 0.5, "validation": 0.48, "test": 0.51},
+        "accuracy": {"train": 0.99, "validation": 0.97, "test": 0.97},
+        "train_seconds": 45.2,
+    }
+    (folder / "results.json").write_text(json.dumps(results))
+    card = card_for_checkpoint(folder)
+    assert "A text classifier (ham, spam)" in card and "A GPT-style language model" not in card
+    assert "| Labels | 0: ham, 1: spam |" in card
+    assert "| Test accuracy | 97.00% (before fine-tuning: 51.00%) |" in card
+    assert (
+        "No training history" not in card
+        and "| Examples (train / validation / test) | 1,045 / 149 / 300 |" in card
+    )
+    assert "| Epochs | 5 |" in card and "| Freeze | all |" in card
+    assert "Not instruction-tuned" not in card and "one of its labels for any text" in card
+    assert ModelCard(card).data.pipeline_tag == "text-classification"
+
+
+def test_gpt2_export_card_is_stock_gpt2(tmp_path):
+    """A `convert --to-gpt2` folder is stock GPT-2: no custom code, GPT-2's bias and dropout settings."""
+    from scratch_gpt import ScratchGPTConfig, ScratchGPTForCausalLM
+    from scratch_gpt.hub.convert_gpt2 import convert_to_gpt2
+
+    source = tmp_path / "scratch"
+    ScratchGPTForCausalLM(
+        ScratchGPTConfig(vocab_size=64, n_positions=16, n_embd=32, n_layer=2, n_head=2, qkv_bias=True)
+    ).save_pretrained(source)
+    out = convert_to_gpt2(source, tmp_path / "gpt2")
+    config = json.loads((out / "config.json").read_text())
+    assert config["model_type"] == "gpt2"
+    card = card_for_checkpoint(out)
+    assert (
+        "trust_remote_code=True" not in card
+        and "custom_code" not in card
+        and "import scratch_gpt" not in card
+    )
+    assert "no custom code" in card and "`GPT2LMHeadModel`" in card
+    assert "| Query/key/value bias | yes |" in card
+    rates = (config["embd_pdrop"], config["attn_pdrop"], config["resid_pdrop"])
+    assert (
+        f"| Dropout (training) | embeddings {rates[0]}, attention {rates[1]}, residual {rates[2]} |" in card
+    )
+    assert "unknown" not in card.split("## How to use")[0]
+    assert "| Layers / attention heads / embedding size | 2 / 2 / 32 |" in card
+    assert ModelCard(card).data.tags[0] == "gpt2"
+
+
+def test_instruction_tuned_folder_says_so(tmp_path):
+    folder = _checkpoint(tmp_path)
+    (folder / "chat_template.jinja").write_text("{{ messages }}")
+    card = card_for_checkpoint(folder)
+    assert "instruction-fine-tuned" in card and "Not instruction-tuned" not in card
+    assert "Not instruction-tuned" in make_model_card(CONFIG)  # a plain language model still says it

@@ -71,7 +71,7 @@ def test_auto_tokenizer_alone_finds_our_class(tmp_path):
         import scratch_gpt
         from transformers import AutoTokenizer
         tokenizer = AutoTokenizer.from_pretrained({str(tmp_path / "tok")!r})
-        print(type(tokenizer).__name__, "transformers.modeling_utils" in sys.modules)
+        print(type(tokenizer).__name__)
         """
     )
-    assert out.split()[0] == "ScratchGPTTokenizerFast"
+    assert out.strip() == "ScratchGPTTokenizerFast"

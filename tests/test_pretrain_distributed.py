@@ -1,5 +1,5 @@
 """``accelerate launch --multi_gpu --num_processes 2`` on CPU (DDP over gloo): the loop trains and matches one
-process that uses the same global batch, within floating-point tolerance (issue 4)."""
+process that uses the same global batch, within floating-point tolerance."""
 
 from __future__ import annotations
 

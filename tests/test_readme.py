@@ -36,3 +36,44 @@ def test_file_tree_lists_every_file():
     tree = readme.split("## Project layout", 1)[1].split("\n## ", 1)[0]
     missing = [f for f in project_files() if f.rsplit("/", 1)[-1] not in tree]
     assert not missing, f"add these files to README.md's 'Project layout' tree: {missing}"
+
+
+def _quickstart() -> str:
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    return readme.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
+
+
+def test_quickstart_tells_a_newcomer_what_to_expect():
+    """The frictions of a first hour (issue 12) stay fixed: how long the tests take, how torch gets installed on
+    CPU-only and CUDA machines, where the data comes from, what a working demo prints, and a generate command
+    that samples the way the demo suggests (greedy decoding made "the a a a")."""
+    from scratch_gpt.training.demo import continue_command
+
+    quickstart = _quickstart()
+    assert "minutes on 2 CPU cores" in quickstart  # the tests' duration
+    assert "--index-url https://download.pytorch.org/whl/cpu" in quickstart and "CUDA" in quickstart
+    assert ".venv/bin/scratch-gpt data --from ../shared/data" in quickstart
+    assert continue_command("scratch_gpt_demo", ".venv/bin/scratch-gpt") in quickstart
+    assert "PLACEHOLDER" not in quickstart and "Trained 900 steps" in quickstart
+
+
+def test_demo_folder_is_ignored_by_git():
+    ignored = (REPO_ROOT / ".gitignore").read_text(encoding="utf-8").split()
+    assert "scratch_gpt_demo/" in ignored
+
+
+def test_docs_and_examples_run_the_venv_programs():
+    """One way to run commands everywhere: the README's `.venv/bin/...` (bare `scratch-gpt` / `python` fail unless
+    the venv is activated)."""
+    import re
+
+    bare = re.compile(r"^\s*\$ (scratch-gpt|python|pip|accelerate) ", re.M)
+    pages = [p for p in (REPO_ROOT / "docs").glob("**/*.md") if p.name != "cli.md"]
+    offenders = [str(p.relative_to(REPO_ROOT)) for p in pages if bare.search(p.read_text(encoding="utf-8"))]
+    scripts = sorted((REPO_ROOT / "examples").glob("*.py"))
+    offenders += [
+        str(p.relative_to(REPO_ROOT))
+        for p in scripts
+        if "    python examples/" in p.read_text(encoding="utf-8")
+    ]
+    assert not offenders, f"use .venv/bin/... in: {offenders}"

@@ -11,7 +11,7 @@ import argparse
 import importlib
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from huggingface_hub.errors import (
     StrictDataclassError,  # invalid model configs (a strict dataclass in transformers 5)
@@ -19,13 +19,26 @@ from huggingface_hub.errors import (
 
 # Command-group modules, in the order they appear in ``scratch-gpt --help``.
 COMMAND_MODULES: tuple[str, ...] = (
-    "tokenizer",  # train-tokenizer, encode
+    "tokenizer",  # train-tokenizer, encode, decode
     "model",  # generate, convert
     "train",  # pretrain, demo
     "finetune",  # finetune-classifier, finetune-instruct, chat
     "dpo",  # finetune-dpo
     "hub",  # push
+    "data",  # data
 )
+
+
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """``--help`` shows each option's default, ``(default: X)``, unless the help text already speaks of it or
+    there is none (the same rule as the generated reference, ``cli/reference.py``)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if action.nargs == 0 or default in (None, argparse.SUPPRESS, [], "") or "default" in text:
+            return text
+        return f"{text} (default: %(default)s)"
 
 
 def finite_float(text: str) -> float:
@@ -57,6 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         module.register(subparsers)
+    for command in subparsers.choices.values():  # the same help layout and one switch for every command
+        command.formatter_class = DefaultsHelpFormatter
+        command.add_argument(
+            "--verbose",
+            action="store_true",
+            help="also show the libraries' own progress bars (transformers' 'Loading weights', 'Writing model shards')",
+        )
     return parser
 
 
@@ -69,6 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from ..hub.loading import CheckpointLoadError
 
+    restore = _library_progress_bars(getattr(args, "verbose", False))
     try:
         result = args.func(args)
     except CheckpointLoadError as err:  # a folder that cannot be loaded: status 2, as argparse's usage errors
@@ -98,7 +119,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Library errors are written to name the problem and the fix; show them without a traceback.
         print(f"scratch-gpt {args.command}: error: {err}", file=sys.stderr)
         return 1
+    finally:
+        restore()
     return int(result or 0)
+
+
+def _library_progress_bars(show: bool) -> Callable[[], None]:
+    """Show or hide transformers' own tqdm bars ("Loading weights", "Writing model shards") for one command
+    (hidden unless ``--verbose``: each command shows its own progress where the work is long, and these flash
+    by on every load and save); returns the function that restores the previous setting."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    (hf_logging.enable_progress_bar if show else hf_logging.disable_progress_bar)()
+    return hf_logging.enable_progress_bar if was_enabled else hf_logging.disable_progress_bar
 
 
 def _out_of_memory(err: BaseException) -> bool:

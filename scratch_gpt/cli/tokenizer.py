@@ -1,14 +1,23 @@
-"""``scratch-gpt train-tokenizer`` / ``encode``: train a byte-level BPE tokenizer and look at its tokens.
+"""``scratch-gpt train-tokenizer`` / ``encode`` / ``decode``: train a byte-level BPE tokenizer and look at
+its tokens.
 
-Each command parses its arguments, calls one function (``bpe_train.train_tokenizer``, ``bpe.encode_pieces``)
-and prints the result.
+Each command parses its arguments, calls one function (``training.tokenizer_tools.train_tokenizer_on_files``,
+``hub.tokenizer_folders.load_folder_tokenizer``) and prints the result. ``encode`` and ``decode`` read any
+folder the package writes: a tokenizer folder, a model folder (``tokenizer.json``; the demo, a fine-tuned run, a
+GPT-2 conversion), its ``tokenizer/`` subfolder, or OpenAI's GPT-2 files.
 """
 
 from __future__ import annotations
 
 import argparse
 
-DEFAULT_SPECIAL_TOKENS = ["<|endoftext|>"]
+from ..constants import END_OF_TEXT
+
+DEFAULT_SPECIAL_TOKENS = [END_OF_TEXT]
+_FOLDER_HELP = (
+    "a tokenizer or model folder the package wrote (train-tokenizer, demo, pretrain, finetune-*, convert; "
+    "its tokenizer/ subfolder is found too), a Hugging Face tokenizer.json folder, or GPT-2's encoder.json + vocab.bpe"
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -51,28 +60,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(the token's text, or its bytes when they are not valid UTF-8 on their own).",
     )
     encode.add_argument("text", metavar="TEXT", help="the text to encode")
-    encode.add_argument(
-        "--tokenizer",
-        required=True,
-        metavar="DIR",
-        help="a folder written by train-tokenizer (or holding GPT-2's encoder.json + vocab.bpe)",
-    )
+    encode.add_argument("--tokenizer", required=True, metavar="DIR", help=_FOLDER_HELP)
     encode.add_argument(
         "--specials-as-text", action="store_true", help="encode special-token text as ordinary text"
     )
     encode.set_defaults(func=_encode)
 
+    decode = subparsers.add_parser(
+        "decode",
+        help="turn token ids back into text",
+        description="Decode token ids with a saved tokenizer and print the text (special tokens included).",
+    )
+    decode.add_argument("ids", nargs="+", type=int, metavar="ID", help="token ids")
+    decode.add_argument("--tokenizer", required=True, metavar="DIR", help=_FOLDER_HELP)
+    decode.set_defaults(func=_decode)
+
 
 def _train_tokenizer(args: argparse.Namespace) -> int:
-    from ..bpe_train import train_tokenizer
     from ..training.run_folder import claim_run_folder
+    from ..training.tokenizer_tools import train_tokenizer_on_files
 
     specials = [] if args.no_special_tokens else (args.special_tokens or DEFAULT_SPECIAL_TOKENS)
     settings = {"files": args.files, "vocab_size": args.vocab_size, "special_tokens": specials}
     with claim_run_folder(
         args.output, "tokenizer", command="train-tokenizer", settings=settings, overwrite=args.overwrite
     ):
-        summary = train_tokenizer(
+        summary = train_tokenizer_on_files(
             args.files,
             args.vocab_size,
             args.output,
@@ -96,9 +109,11 @@ def _train_tokenizer(args: argparse.Namespace) -> int:
 
 
 def _encode(args: argparse.Namespace) -> int:
-    from ..bpe import encode_pieces
+    from ..hub.tokenizer_folders import load_folder_tokenizer
 
-    pieces = encode_pieces(args.tokenizer, args.text, specials_as_text=args.specials_as_text)
+    tokenizer = load_folder_tokenizer(args.tokenizer)
+    ids = tokenizer.encode(args.text, specials_as_text=args.specials_as_text)
+    pieces = [(token_id, tokenizer.id_to_bytes(token_id)) for token_id in ids]
     width = max([len(str(token_id)) for token_id, _ in pieces] + [2])
     print(f"{'id':>{width}}  piece")
     for token_id, data in pieces:
@@ -108,4 +123,11 @@ def _encode(args: argparse.Namespace) -> int:
             piece = repr(data)
         print(f"{token_id:>{width}}  {piece}")
     print(f"{len(pieces)} tokens, {sum(len(data) for _, data in pieces)} bytes")
+    return 0
+
+
+def _decode(args: argparse.Namespace) -> int:
+    from ..hub.tokenizer_folders import load_folder_tokenizer
+
+    print(load_folder_tokenizer(args.tokenizer).decode(args.ids))
     return 0

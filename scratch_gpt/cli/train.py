@@ -3,9 +3,10 @@
 * ``pretrain CORPUS... --output DIR`` trains (or loads) a tokenizer and pretrains a GPT on text files, folders,
   JSON Lines or a saved ``datasets`` dataset (``training.from_corpus.pretrain_from_corpus``). Run it under
   ``accelerate launch`` for several GPUs or nodes.
-* ``demo`` trains a tokenizer and a small GPT on the Python standard library's docstrings in about 5 minutes
-  on 2 CPU cores, reloads the result with ``AutoModelForCausalLM`` and prints a few generations
-  (``demo.run_demo``).
+* ``demo`` trains a tokenizer and a small GPT on the Python standard library's docstrings (a fixed amount of
+  work, about 5 minutes on an idle 2-core CPU), reloads the result with ``AutoModelForCausalLM`` and prints a
+  few generations and the command that continues a prompt (``demo.run_demo``); on a folder that already holds
+  a demo it reports it (``demo.find_demo``) and names ``--resume`` / ``--overwrite``.
 
 The commands parse, call one library function and print.
 """
@@ -98,7 +99,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--sample-prompt", default="Every effort moves you", help="prompt for samples at evals"
     )
-    train.add_argument("--seed", type=int, default=123)
+    train.add_argument("--seed", type=int, default=123, help="random seed")
     train.add_argument(
         "--resume", action="store_true", help="continue from the newest checkpoint in --output"
     )
@@ -127,23 +128,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "demo",
         help="train a tokenizer and a small GPT on the Python standard library's docstrings (~5 min on CPU)",
         description="The one-command demo: collect the docstrings of this Python's standard library, train a "
-        "BPE tokenizer and a small GPT on them (about 5 minutes on 2 CPU cores), save a Hugging Face "
-        "checkpoint, reload it with AutoModelForCausalLM and print a few generations and the loss plot's path.",
+        "BPE tokenizer and a small GPT on them (a fixed 900 steps: about 5 minutes on an idle 2-core CPU, "
+        "longer on a busy one; the progress bar shows the time left), save a Hugging Face checkpoint, reload it "
+        "with AutoModelForCausalLM and print a few generations, the loss plot's path and the command that "
+        "continues a prompt. If --output already holds a demo, it says so and how to go on.",
     )
-    d.add_argument(
-        "--output", "-o", default="scratch_gpt_demo", metavar="DIR", help="(default: scratch_gpt_demo)"
-    )
-    d.add_argument("--quick", action="store_true", help="a seconds-long run with a tiny model (a smoke test)")
+    d.add_argument("--output", "-o", default="scratch_gpt_demo", metavar="DIR", help="folder for the demo")
+    size = d.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_const", const="quick", dest="size",
+                      help="a 1-minute version with a smaller model")  # fmt: skip
+    size.add_argument("--tiny", action="store_const", const="tiny", dest="size",
+                      help="a seconds-long smoke test with a tiny model")  # fmt: skip
     d.add_argument("--max-steps", type=int, help="override the number of training steps")
-    d.add_argument(
-        "--time-limit", type=finite_float, metavar="SECONDS", help="override the training time limit (270 s)"
-    )
-    d.add_argument("--resume", action="store_true", help="continue an interrupted demo in --output")
-    d.add_argument(
-        "--overwrite", action="store_true", help="replace an --output folder that holds other files"
-    )
+    again = d.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue the demo in --output")
+    again.add_argument("--overwrite", action="store_true",
+                       help="start over in --output (its old content is replaced once the new run has finished)")  # fmt: skip
     d.add_argument("--seed", type=int, default=123, help="random seed")
-    d.set_defaults(func=_demo)
+    d.set_defaults(func=_demo, size=None)
 
 
 def _pretrain(args: argparse.Namespace) -> int:
@@ -203,16 +205,30 @@ def _pretrain(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from ..training.demo import describe_demo, run_demo
+    from ..training.demo import describe_demo, describe_existing, find_demo, run_demo
 
+    program = _program()
+    if not (args.resume or args.overwrite):
+        existing = find_demo(args.output)
+        if existing is not None:  # a second run: say what is there instead of failing or training over it
+            print(describe_existing(existing, program))
+            return 0 if existing.finished else 1
     result = run_demo(
         args.output,
-        quick=args.quick,
+        size=args.size,
         max_steps=args.max_steps,
-        time_limit_s=args.time_limit,
         resume=args.resume,
-        seed=args.seed,
         overwrite=args.overwrite,
+        seed=args.seed,
     )
-    print(describe_demo(result))
+    print(describe_demo(result, program))
     return 0
+
+
+def _program() -> str:
+    """How the user ran ``scratch-gpt`` (``.venv/bin/scratch-gpt`` stays that), for the commands we print."""
+    import os
+    import sys
+
+    typed = sys.argv[0] if sys.argv else ""
+    return typed if os.path.basename(typed) == "scratch-gpt" else "scratch-gpt"

@@ -24,7 +24,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from .sliding_window import TextEncoder, iter_documents
+from ..tokenizer_protocol import HFTokenizerAdapter, TextEncoder, is_hf_tokenizer
+from .sliding_window import iter_documents
 
 __all__ = ["load_text_dataset", "encode_batch", "tokenize_and_pack"]
 
@@ -50,17 +51,11 @@ def load_text_dataset(source: str | Path | Any, *, text_field: str = "text", **r
     return datasets.Dataset.from_dict({text_field: documents})
 
 
-def _is_hf_tokenizer(tokenizer: Any) -> bool:
-    return (
-        callable(tokenizer) and hasattr(tokenizer, "model_max_length") and hasattr(tokenizer, "batch_decode")
-    )
-
-
 def encode_batch(tokenizer: TextEncoder, texts: list[str]) -> list[list[int]]:
     """Token ids of each text: a Hugging Face tokenizer is called once on the batch (Rust, no special
     tokens added); anything else has its ``encode(text)`` called per text."""
-    if _is_hf_tokenizer(tokenizer):
-        return tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]  # type: ignore[operator]
+    if is_hf_tokenizer(tokenizer):
+        return HFTokenizerAdapter(tokenizer).encode_batch(texts)
     return [tokenizer.encode(text) for text in texts]
 
 
@@ -117,7 +112,7 @@ def tokenize_and_pack(
         raise ValueError(f"num_proc must be None or a positive integer, got {num_proc!r}")
     if isinstance(eos_id, bool) or not isinstance(eos_id, int) or eos_id < 0:
         raise ValueError(f"eos_id must be a token id (an integer >= 0), got {eos_id!r}")
-    if not (_is_hf_tokenizer(tokenizer) or hasattr(tokenizer, "encode")):
+    if not (is_hf_tokenizer(tokenizer) or hasattr(tokenizer, "encode")):
         raise ValueError(
             f"tokenizer must have an encode(text) -> list[int] method, got {type(tokenizer).__name__}"
         )

@@ -16,11 +16,11 @@ text files, JSON Lines with a text field, or a local ``datasets`` dataset, each 
 then into one stream of token ids where every document is followed by ``eos_id`` (``<|endoftext|>``), the
 separator chapter 2 introduces for unrelated texts.
 
-Tokenizers: anything with ``encode(text) -> list[int]`` works (the ``TextEncoder`` protocol): our
+Tokenizers: anything with ``encode(text) -> list[int]`` works (the ``TextEncoder`` protocol, ``tokenizer_protocol.py``): our
 ``BPETokenizer``, a tiktoken ``Encoding``, a Hugging Face tokenizer. No tokenizer is built in here.
 
 Deliberately not here: corpora larger than memory (``token_files`` writes them to a memory-mapped file
-once), packing into blocks with ``datasets.map`` (``hf_data``), and anything about the model or training.
+once), packing into blocks with ``datasets.map`` (``hf_datasets``), and anything about the model or training.
 """
 
 from __future__ import annotations
@@ -28,10 +28,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
+
+from ..tokenizer_protocol import TextEncoder
 
 __all__ = [
     "TextEncoder",
@@ -44,13 +46,6 @@ __all__ = [
     "load_corpus",
     "train_val_split",
 ]
-
-
-@runtime_checkable
-class TextEncoder(Protocol):
-    """What the data helpers need from a tokenizer: ``encode(text)`` returning token ids."""
-
-    def encode(self, text: str) -> list[int]: ...
 
 
 def _check_positive_int(name: str, value: Any) -> None:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,7 +36,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..atomic_io import ensure_writable_dir
+from ..atomic_io import atomic_write_bytes, ensure_writable_dir
 from .sliding_window import TextEncoder, _too_short_error, iter_documents, num_windows
 
 __all__ = [
@@ -84,20 +83,6 @@ def dtype_for_vocab(vocab_size: int) -> np.dtype:
     if vocab_size <= 2**32:
         return np.dtype(np.uint32)
     raise ValueError(f"vocab_size {vocab_size} does not fit in uint32 token files")
-
-
-def _atomic_write_bytes(path: Path, chunks: Iterable[bytes]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            for chunk in chunks:
-                fh.write(chunk)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _remove_stale_temporaries(path: Path) -> None:
@@ -164,7 +149,7 @@ def write_token_ids(
         if counts["tokens"] == 0:  # raised before os.replace, so an existing file at path is kept
             raise ValueError(f"no token ids to write to {path}: the corpus holds no text")
 
-    _atomic_write_bytes(path, encoded_chunks())
+    atomic_write_bytes(path, encoded_chunks())
     info = TokenFileInfo(
         dtype=dtype.name,
         num_tokens=counts["tokens"],
@@ -173,7 +158,7 @@ def write_token_ids(
         num_documents=counts["documents"],
         metadata=dict(metadata or {}),
     )
-    _atomic_write_bytes(_header_path(path), [json.dumps(asdict(info), indent=2).encode("utf-8")])
+    atomic_write_bytes(_header_path(path), [json.dumps(asdict(info), indent=2).encode("utf-8")])
     return info
 
 

@@ -1,6 +1,6 @@
 """Talking to an instruction-tuned model: the Alpaca chat template and a streaming chat loop (book chapter 7).
 
-The book fine-tunes on prompts built by ``format_input`` (``instruction.py``) followed by ``"\\n\\n### Response:\\n"``
+The book fine-tunes on prompts built by ``format_input`` (``instruction_data.py``) followed by ``"\\n\\n### Response:\\n"``
 and reads the answer off the generated text. This module makes that prompt format the tokenizer's own:
 
 * ``CHAT_TEMPLATE`` is a Jinja chat template. For one user message,
@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from ..generation import context_length, generate_stream
+from ..tokenizer_protocol import end_of_text_id
 from .instruction_data import ALPACA_PREAMBLE, RESPONSE_HEADER, format_input
 
 __all__ = [
@@ -51,12 +52,13 @@ __all__ = [
     "chat",
     "chat_with_model_dir",
     "load_model_and_tokenizer",
+    "not_instruction_tuned_warning",
     "stream_generate",
     "stream_response",
 ]
 
 # Where a response ends if the model does not emit end-of-text: it starts a new Alpaca section
-# (the same cut that ``instruction.extract_response`` makes).
+# (the same cut that ``instruction_data.extract_response`` makes).
 STOP_STRINGS: tuple[str, ...] = ("\n\n### ",)
 
 
@@ -230,7 +232,7 @@ def stream_response(
     pieces concatenate to the decoded new tokens, cut at the end-of-text token or stop string.
     """
     prompt_ids = tokenizer.encode(prompt)
-    eos_id = getattr(tokenizer, "eos_token_id", None)
+    eos_id = end_of_text_id(tokenizer)
     decoder = IncrementalDecoder(tokenizer)
     shown = 0  # characters of decoder.emitted already yielded
     for token in stream_generate(model, prompt_ids, max_new_tokens, temperature, top_k, eos_id, generator):
@@ -263,6 +265,20 @@ HELP_TEXT = (
     "  /input TEXT   attach TEXT as the input (### Input:) of the next instruction\n"
     "  /quit         leave (so do /exit, Ctrl-D and Ctrl-C)"
 )
+GREETING = "Chat: type an instruction and press Enter; /help shows the commands, /quit leaves."
+EMPTY_ANSWER = (
+    "(no answer: the model ended its response at once. A model that was not instruction-tuned often does; "
+    "try another instruction, or sampling with --temperature 0.7 --top-k 40)"
+)
+
+
+def not_instruction_tuned_warning(model_dir: str | os.PathLike[str]) -> str:
+    """The warning ``chat`` opens with for a model folder without a chat template."""
+    return (
+        f"warning: {model_dir} has no chat template, so it was not instruction-tuned with finetune-instruct; "
+        "it continues text rather than answering, and its answers may be empty or off. Instruction-tune it first: "
+        f"scratch-gpt finetune-instruct --model {model_dir} --data instruction-data.json --output DIR"
+    )
 
 
 def chat(
@@ -276,6 +292,8 @@ def chat(
     top_k: int | None = None,
     prompt_marker: str = ">>> ",
     seed: int | None = None,
+    greeting: str | None = GREETING,
+    notice: str | None = None,
 ) -> list[Mapping[str, str]]:
     """Chat with an instruction-tuned model in a loop, streaming each answer token by token.
 
@@ -283,7 +301,8 @@ def chat(
     end the loop, ``/input TEXT`` sets the input of the next instruction, an empty line is ignored. Each answer
     is written as it arrives with ``output_fn(piece, end="", flush=True)``, then ``output_fn("")`` ends the line
     (the signature of ``print``, which is the default). Every turn is a new single-turn prompt
-    (``build_prompt``), since the book's model is fine-tuned on single instructions.
+    (``build_prompt``), since the book's model is fine-tuned on single instructions. ``notice`` (a warning)
+    and ``greeting`` (which names ``/help``) are written first; an empty answer gets a note saying so.
 
     Returns the turns as ``{"instruction", "input", "response"}`` dicts (handy in tests and notebooks).
     """
@@ -295,6 +314,9 @@ def chat(
         generator.manual_seed(seed)
     turns: list[Mapping[str, str]] = []
     pending_input = ""
+    for line in (notice, greeting):
+        if line:
+            output_fn(line)
     while True:
         try:
             line = input_fn(prompt_marker)
@@ -334,6 +356,8 @@ def chat(
             output_fn(f"(error: {err})")
             continue
         output_fn("")
+        if not "".join(pieces).strip():
+            output_fn(EMPTY_ANSWER)
         turns.append({"instruction": line, "input": pending_input, "response": "".join(pieces)})
         pending_input = ""
     return turns
@@ -357,15 +381,11 @@ def load_model_and_tokenizer(
 
     import scratch_gpt  # noqa: F401  (registers model_type "scratch_gpt" with the Auto classes)
 
-    from ..hub.loading import check_checkpoint_config, load_checked
+    from ..hub.loading import check_checkpoint_config, check_tokenizer_files, load_checked
 
     path = Path(model_dir)
     check_checkpoint_config(path)  # CheckpointLoadError: one line naming the file and the fix
-    if not any((path / name).is_file() for name in ("tokenizer.json", "vocab.json", "tokenizer_config.json")):
-        raise FileNotFoundError(
-            f"{str(path)!r} has no tokenizer (tokenizer.json / vocab.json); save one into it with "
-            "tokenizer.save_pretrained(dir)"
-        )
+    check_tokenizer_files(path)
     model = load_checked(AutoModelForCausalLM, path, **model_kwargs)
     tokenizer = AutoTokenizer.from_pretrained(str(path))
     vocab_size = model.get_input_embeddings().num_embeddings
@@ -382,10 +402,13 @@ def load_model_and_tokenizer(
 def chat_with_model_dir(model_dir: str | os.PathLike[str], **chat_kwargs: Any) -> list[Mapping[str, str]]:
     """``load_model_and_tokenizer(model_dir)`` then ``chat(model, tokenizer, **chat_kwargs)``.
 
-    A tokenizer without a chat template gets ``CHAT_TEMPLATE`` (in memory only; nothing is written).
+    A tokenizer without a chat template was not instruction-tuned by ``finetune-instruct`` (which saves one):
+    the chat opens with a warning saying so (``not_instruction_tuned_warning``), and the tokenizer gets
+    ``CHAT_TEMPLATE`` in memory only (nothing is written).
     """
     device = chat_kwargs.pop("device", None)
     model, tokenizer = load_model_and_tokenizer(model_dir, device=device)
     if not getattr(tokenizer, "chat_template", None):
+        chat_kwargs.setdefault("notice", not_instruction_tuned_warning(model_dir))
         add_chat_template(tokenizer)
     return chat(model, tokenizer, **chat_kwargs)

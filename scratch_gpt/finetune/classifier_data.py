@@ -30,31 +30,21 @@ import csv
 import io
 import warnings
 from collections.abc import Mapping, Sequence
-from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
-from typing import Literal, NamedTuple, Protocol
+from typing import Literal, NamedTuple
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..constants import GPT2_EOS_ID  # <|endoftext|>, the book's pad id
+from ..model import last_token_positions  # the one last-real-token function (core), re-exported here
+from ..tokenizer_protocol import TextTokenizer
+
 SPAM_LABELS: dict[str, int] = {"ham": 0, "spam": 1}  # the book's label map
 BOOK_SEED = 123  # random_state of every shuffle in the book's chapter 6
-GPT2_EOS_ID = 50256  # <|endoftext|>, the book's pad id
-
-
-class TextTokenizer(Protocol):
-    """What the data pipelines need from a tokenizer: tiktoken's GPT-2 encoding and ``BPETokenizer`` both fit.
-
-    Messages are encoded with ``encode(text)`` and the defaults of ``allowed_special``: a message that spells a
-    special token such as ``<|endoftext|>`` is an error rather than silently becoming that token.
-    """
-
-    def encode(self, text: str, *, allowed_special: Literal["all"] | AbstractSet[str] = ...) -> list[int]: ...
-
-    def decode(self, ids: Sequence[int]) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -290,34 +280,6 @@ class SpamDataset(Dataset):
         input_ids = torch.tensor(self.encoded_texts[index], dtype=torch.long)
         label = torch.tensor(self.examples[index].label, dtype=torch.long)
         return input_ids, label
-
-
-def last_token_positions(
-    input_ids: torch.Tensor | None = None,
-    *,
-    attention_mask: torch.Tensor | None = None,
-    pad_token_id: int | None = None,
-) -> torch.Tensor:
-    """Index of the last real token of each row, shape ``(B,)``.
-
-    "Real" means ``attention_mask == 1`` if a mask is given, else ``input_ids != pad_token_id``. The rightmost
-    real position is taken, so both right and left padding work.
-    """
-    if attention_mask is not None:
-        real = attention_mask.bool()
-    elif input_ids is not None and pad_token_id is not None:
-        real = input_ids != pad_token_id
-    else:
-        raise ValueError("the last real token needs attention_mask, or input_ids together with pad_token_id")
-    if real.dim() != 2:
-        raise ValueError(f"expected a (batch, seq_len) mask or input_ids, got shape {tuple(real.shape)}")
-    empty = (~real.any(dim=1)).nonzero().flatten().tolist()
-    if empty:
-        raise ValueError(
-            f"rows {empty} have no real tokens (all padding); drop empty sequences from the batch"
-        )
-    positions = torch.arange(real.shape[1], device=real.device)  # (T,)
-    return (positions * real).argmax(dim=1)  # (B,): the largest position that is real
 
 
 def select_last_token(

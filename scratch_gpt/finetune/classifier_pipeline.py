@@ -37,6 +37,7 @@ from torch.utils.data import DataLoader
 from ..atomic_io import write_dir_atomically
 from ..kernels import use_fast_kernels
 from ..kernels.loss import cross_entropy
+from ..tokenizer_protocol import HFTokenizerAdapter
 from ..training.config_checks import (
     check_choice,
     check_int,
@@ -128,29 +129,9 @@ def load_classifier(
 
 
 def _model_type(model_dir: Path) -> Any:
-    config_path = model_dir / "config.json"
-    if not config_path.is_file():
-        raise FileNotFoundError(
-            f"{config_path} not found; pass a checkpoint folder written by save_pretrained (a pretrained "
-            "scratch_gpt model, or a GPT-2 folder)"
-        )
-    try:
-        return json.loads(config_path.read_text(encoding="utf-8")).get("model_type")
-    except (json.JSONDecodeError, AttributeError) as err:
-        raise ValueError(f"{config_path} is not a JSON object ({err}); re-save the checkpoint") from None
+    from ..hub.loading import read_checkpoint_config
 
-
-class _HFTextEncoder:
-    """A Hugging Face tokenizer seen through ``classification.TextTokenizer`` (no special tokens added)."""
-
-    def __init__(self, tokenizer: Any) -> None:
-        self.tokenizer = tokenizer
-
-    def encode(self, text: str, **_: Any) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
-
-    def decode(self, ids: Any) -> str:
-        return self.tokenizer.decode(ids)
+    return read_checkpoint_config(model_dir).get("model_type")
 
 
 def _load_tokenizer(directory: Path) -> Any:
@@ -409,7 +390,7 @@ def _data(
             f"max_length must be an int in [1, {context_length}] (the context length), got {max_length!r}"
         )
     splits = load_spam_splits(config.data_path, labels=config.labels, balance=config.balance)
-    encoder = _HFTextEncoder(tokenizer)
+    encoder = HFTokenizerAdapter(tokenizer)
     train_set = SpamDataset(splits.train, encoder, max_length=max_length, pad_token_id=pad_token_id)
     if train_set.max_length > context_length:  # the longest message does not fit: truncate to the context
         train_set = SpamDataset(splits.train, encoder, max_length=context_length, pad_token_id=pad_token_id)

@@ -16,13 +16,11 @@ The book's steps, as functions:
 
 Everything here takes a ``ScratchGPTForSequenceClassification`` and ``DataLoader``s of ``(input_ids, label)``
 batches. Not here: data loading and model loading, and the pipeline from a checkpoint folder to a fine-tuned one
-(all in ``finetune_classifier.py``); LoRA itself (``lora.py``).
+(all in ``classifier_pipeline.py``); LoRA itself (``lora.py``).
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from os import PathLike
@@ -33,13 +31,15 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ..atomic_io import atomic_write
+from ..constants import LORA_TARGETS
 from ..kernels.loss import cross_entropy
 from .lora import LinearWithLoRA, freeze_for_lora, merge_lora, replace_linear_with_lora
 
 FREEZE_POLICIES = ("last_block", "all", "lora", "peft-lora")
 POOLINGS = ("last_real", "last")
 # peft target names of every Linear inside a transformer block (see docs/finetuning.md)
-PEFT_TARGET_MODULES = ["W_query", "W_key", "W_value", "out_proj", "fc_in", "fc_out"]
+PEFT_TARGET_MODULES = list(LORA_TARGETS)
 
 Pooling = Literal["last_real", "last"]
 Freeze = Literal["last_block", "all", "lora", "peft-lora"]
@@ -117,19 +117,37 @@ def calc_accuracy_loader(
     *,
     pad_token_id: int,
     pooling: Pooling = "last_real",
+    show_progress: bool | None = None,
+    desc: str = "accuracy",
 ) -> float:
-    """Fraction of correctly classified examples in the first ``num_batches`` batches (all if None)."""
+    """Fraction of correctly classified examples in the first ``num_batches`` batches (all if None).
+
+    ``show_progress``: a progress bar with the time left (``None``: only when stderr is a terminal).
+    """
     model.eval()
     limit = len(data_loader) if num_batches is None else min(num_batches, len(data_loader))
     correct = seen = 0
+    bar = _progress(limit, desc, "batch", show_progress)
     for i, (input_batch, target_batch) in enumerate(data_loader):
         if i >= limit:
             break
+        bar.update(1)
         logits = classifier_logits(model, input_batch.to(device), pad_token_id=pad_token_id, pooling=pooling)
         predicted = logits.argmax(dim=-1)  # (B,)
         correct += int((predicted == target_batch.to(device)).sum())
         seen += predicted.shape[0]
+    bar.close()
     return correct / seen if seen else float("nan")
+
+
+def _progress(total: int, desc: str, unit: str, show: bool | None) -> Any:
+    """A tqdm bar (steps done, rate, time left) on stderr; ``show=None`` shows it only on a terminal, so logs
+    and tests stay clean."""
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=total, desc=desc, unit=unit, disable=None if show is None else not show, dynamic_ncols=True
+    )
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -225,11 +243,14 @@ def train_classifier_simple(
     pooling: Pooling = "last_real",
     max_steps: int | None = None,
     log: Callable[[str], None] | None = None,
+    show_progress: bool | None = None,
 ) -> ClassifierHistory:
     """The book's loop: one optimizer step per batch; every ``eval_freq`` steps the mean loss over ``eval_iter``
     train and validation batches; after every epoch the accuracy over ``eval_iter`` batches of each.
 
     ``max_steps`` stops early (for smoke tests). ``log`` receives one line per evaluation (the book prints them).
+    ``show_progress``: a progress bar over all steps with the time left, and one for each accuracy pass
+    (``None``: only when stderr is a terminal); the log lines are written above it.
     """
     for name, value in (("num_epochs", num_epochs), ("eval_freq", eval_freq), ("eval_iter", eval_iter)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -237,6 +258,14 @@ def train_classifier_simple(
     history = ClassifierHistory()
     kwargs = dict(pad_token_id=pad_token_id, pooling=pooling)
     step = -1  # as the book: the first evaluation comes after the first step
+    total = (
+        num_epochs * len(train_loader)
+        if max_steps is None
+        else min(max_steps, num_epochs * len(train_loader))
+    )
+    bar = _progress(total, "fine-tune", "step", show_progress)
+    if log and not bar.disable:
+        log = _above(bar, log)
     for epoch in range(num_epochs):
         model.train()
         for input_batch, target_batch in train_loader:
@@ -246,6 +275,8 @@ def train_classifier_simple(
             optimizer.step()
             history.examples_seen += input_batch.shape[0]
             step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
             if step % eval_freq == 0:
                 model.eval()
                 train_loss = calc_loss_loader(train_loader, model, device, eval_iter, **kwargs)
@@ -261,16 +292,31 @@ def train_classifier_simple(
                     )
             if max_steps is not None and step + 1 >= max_steps:
                 break
-        train_acc = calc_accuracy_loader(train_loader, model, device, eval_iter, **kwargs)
-        val_acc = calc_accuracy_loader(val_loader, model, device, eval_iter, **kwargs)
+        shown = False if bar.disable else show_progress  # nested bars only under a shown main bar
+        train_acc = calc_accuracy_loader(train_loader, model, device, eval_iter, **kwargs, show_progress=shown,
+                                         desc="train accuracy")  # fmt: skip
+        val_acc = calc_accuracy_loader(val_loader, model, device, eval_iter, **kwargs, show_progress=shown,
+                                       desc="validation accuracy")  # fmt: skip
         history.train_accs.append(train_acc)
         history.val_accs.append(val_acc)
         if log:
             log(f"Training accuracy: {train_acc * 100:.2f}% | Validation accuracy: {val_acc * 100:.2f}%")
         if max_steps is not None and step + 1 >= max_steps:
             break
+    bar.close()
     history.global_step = step + 1
     return history
+
+
+def _above(bar: Any, log: Callable[[str], None]) -> Callable[[str], None]:
+    """``log``, but printed above the progress bar instead of through it."""
+
+    def write(line: str) -> None:
+        bar.clear()
+        log(line)
+        bar.refresh()
+
+    return write
 
 
 def plot_classifier_history(history: ClassifierHistory, path: str | PathLike[str]) -> Path:
@@ -294,13 +340,8 @@ def plot_classifier_history(history: ClassifierHistory, path: str | PathLike[str
     ax_acc.set_ylabel("Accuracy")
     ax_acc.legend()
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"), suffix=".png")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path

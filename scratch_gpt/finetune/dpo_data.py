@@ -248,15 +248,15 @@ class PreferenceDataset(Dataset):
         if max_length is not None:
             # the first scored target predicts token prompt_length, found at target position prompt_length - 1
             keep = [i for i in keep if max(chosen[i][0], rejected[i][0]) <= max_length]
+            if not keep:
+                raise ValueError(
+                    f"every prompt fills the {max_length}-token context; use a model with a longer one"
+                )
             if len(keep) < len(records):
                 warnings.warn(
                     f"left out {len(records) - len(keep)} of {len(records)} preference pairs whose prompt fills the "
                     f"{max_length}-token context, so no response token would be scored",
                     stacklevel=2,
-                )
-            if not keep:
-                raise ValueError(
-                    f"every prompt fills the {max_length}-token context; use a model with a longer one"
                 )
         self.data = [records[i] for i in keep]
         self.items = [{"chosen": chosen[i], "rejected": rejected[i]} for i in keep]

@@ -49,7 +49,13 @@ from .dpo_data import (
     preference_collate_fn,
     response_loader,
 )
-from .dpo_training import REDUCTIONS, evaluate_dpo_loader, freeze_reference, train_model_dpo_simple
+from .dpo_training import (
+    REDUCTIONS,
+    disable_dropout,
+    evaluate_dpo_loader,
+    freeze_reference,
+    train_model_dpo_simple,
+)
 from .instruction_data import split_instruction_data
 from .instruction_training import generate_test_responses, response_loss
 
@@ -188,13 +194,12 @@ def _finetune_dpo(config: DPOConfig, log_fn: Callable[[str], None] | None) -> di
         on_error="skip" if config.skip_bad_records else "raise",
     )
     splits = split_instruction_data(records)
-    # no dropout, as the notebook (drop_rate 0.0) and TRL (disable_dropout=True): the policy and the reference
-    # must score the same text the same way, so the loss starts at exactly log 2
-    policy, tokenizer = load_model_and_tokenizer(config.model_dir, device=device, dropout=0.0)
+    policy, tokenizer = load_model_and_tokenizer(config.model_dir, device=device)
+    disable_dropout(policy)  # as the notebook (drop_rate 0.0) and TRL: the loss starts at exactly log 2
     if config.reference_dir is None:
         reference = freeze_reference(policy, copy_model=True)
     else:
-        reference, ref_tokenizer = load_model_and_tokenizer(config.reference_dir, device=device, dropout=0.0)
+        reference, ref_tokenizer = load_model_and_tokenizer(config.reference_dir, device=device)
         if ref_tokenizer.get_vocab() != tokenizer.get_vocab():
             raise ValueError(
                 f"the reference model {str(config.reference_dir)!r} has a different tokenizer than "

@@ -22,7 +22,8 @@ The book's steps, as functions:
   Besides loss and reward margin (chosen - rejected reward), the *reward accuracy* is reported: the share of
   pairs whose chosen reward is above the rejected one.
 * ``train_model_dpo_simple`` (the notebook's function of the same name): chapter 5's loop with the DPO loss,
-  the reference model frozen (``freeze_reference``), an evaluation every ``eval_freq`` steps.
+  the reference model frozen (``freeze_reference``), an evaluation every ``eval_freq`` steps; ``disable_dropout``
+  sets the policy's dropout to 0 as the notebook (``drop_rate=0.0``) and TRL do.
 
 ``response_loss`` from chapter 7 (``instruction_training``) measures the loss of the held-out *chosen answers*
 before and after, the check that DPO did not wreck what instruction tuning taught (DPO is prone to collapse).
@@ -41,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..training.pretrain import calc_logits
+from ..generation import model_logits
 
 __all__ = [
     "DPOLossOutput",
@@ -49,6 +50,7 @@ __all__ = [
     "compute_dpo_loss",
     "compute_dpo_loss_batch",
     "compute_logprobs",
+    "disable_dropout",
     "evaluate_dpo_loader",
     "freeze_reference",
     "sequence_logprobs",
@@ -91,7 +93,7 @@ def sequence_logprobs(
     model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, reduction: str = "mean"
 ) -> torch.Tensor:
     """``compute_logprobs`` of ``model``'s logits for ``inputs`` ``(B, T)``: shape ``(B,)``."""
-    return compute_logprobs(calc_logits(model, inputs), targets, reduction)
+    return compute_logprobs(model_logits(model, inputs), targets, reduction)
 
 
 class DPOLossOutput(NamedTuple):
@@ -191,6 +193,18 @@ def evaluate_dpo_loader(
         "reward_margin": (chosen_all - rejected_all).mean().item(),
         "reward_accuracy": (chosen_all > rejected_all).float().mean().item(),
     }
+
+
+def disable_dropout(model: nn.Module) -> nn.Module:
+    """Set every ``nn.Dropout`` of ``model`` to ``p=0`` (in place; the saved config keeps its rate) and return it.
+
+    The notebook trains DPO with ``drop_rate=0.0`` and TRL's ``DPOConfig`` has ``disable_dropout=True``: with
+    dropout the policy would score a text differently from the reference even before any update.
+    """
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+    return model
 
 
 def freeze_reference(model: nn.Module, copy_model: bool = False) -> nn.Module:

@@ -34,12 +34,13 @@ from typing import Any, Literal, NamedTuple
 import torch
 from torch.utils.data import Dataset
 
-from .classifier_data import GPT2_EOS_ID, TextTokenizer, read_utf8_text
+from ..constants import END_OF_TEXT, GPT2_EOS_ID
+from ..tokenizer_protocol import TextTokenizer
+from .classifier_data import read_utf8_text
 
 ALPACA_PREAMBLE = "Below is an instruction that describes a task. Write a response that appropriately completes the request."
 RESPONSE_HEADER = "\n\n### Response:\n"
 REQUIRED_KEYS = ("instruction", "output")  # "input" may be missing: it means no input, like ""
-END_OF_TEXT = "<|endoftext|>"
 
 
 def format_input(entry: Mapping[str, Any]) -> str:

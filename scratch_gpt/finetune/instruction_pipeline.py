@@ -49,6 +49,7 @@ import torch
 from torch import nn
 
 from ..atomic_io import atomic_write_text, write_dir_atomically
+from ..constants import LORA_TARGETS  # every Linear inside the blocks; the LM head stays
 from ..kernels import use_fast_kernels
 from ..training.checkpoints import ensure_writable_dir
 from ..training.config_checks import (
@@ -77,18 +78,6 @@ __all__ = [
     "finetune_instruct",
     "save_instruction_checkpoint",
 ]
-
-
-# LoRA goes on every Linear inside the transformer blocks; the LM head stays as it is (it is tied to the
-# token embedding, and a merged LoRA delta would untie it).
-LORA_TARGETS: tuple[str, ...] = (
-    "att.W_query",
-    "att.W_key",
-    "att.W_value",
-    "att.out_proj",
-    "ff.fc_in",
-    "ff.fc_out",
-)
 
 
 def _silent(_: str) -> None:

@@ -19,16 +19,17 @@ ROUGE-L is a word-overlap score, **not** a judgment of correctness: the book gra
 judge (Ollama), which cannot run here, so no judged score is reported (``ROUGE_NOTE`` says so in the results).
 
 Everything here takes a causal LM that is already loaded, its tokenizer and the split records. Not here (all
-in ``finetune_instruct.py``): loading the model and the records, applying and merging LoRA, saving the
+in ``instruction_pipeline.py``): loading the model and the records, applying and merging LoRA, saving the
 checkpoint with its chat template, and the pipeline from a checkpoint folder to a fine-tuned one. The record
-format, the collate function and ROUGE-L themselves are in ``instruction.py``.
+format, the collate function and ROUGE-L themselves are in ``instruction_data.py``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -36,10 +37,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..generation import generate
+from ..generation import generate, model_logits
 from ..kernels.loss import cross_entropy
+from ..tokenizer_protocol import end_of_text_id
 from ..training.history import LossHistory
-from ..training.pretrain import calc_logits, calc_loss_batch, calc_loss_loader
+from ..training.pretrain import calc_loss_batch, calc_loss_loader
 from .chat import build_prompt
 from .instruction_data import InstructionDataset, custom_collate_fn, extract_response, rouge_l_f1
 
@@ -52,6 +54,7 @@ __all__ = [
     "response_loss",
     "train_model_simple",
 ]
+
 
 ROUGE_NOTE = (
     "ROUGE-L F1 is a word-overlap score between the model's answer and the reference answer (longest common "
@@ -77,15 +80,16 @@ def make_instruction_loaders(
     order comes from the global RNG (a plain ``DataLoader(shuffle=True)``, as the book's) and the collate
     function follows the book's end-of-text rule (``custom_collate_fn(book_conventions=True)``).
     """
-    eos_id = getattr(tokenizer, "eos_token_id", None)
+    eos_id = end_of_text_id(tokenizer)
     if eos_id is None:
         raise ValueError(
             "the tokenizer has no eos_token_id; instruction data is padded and ended with end-of-text"
         )
-    datasets = {
-        name: InstructionDataset(getattr(splits, name), tokenizer, include_instruction_length=True)
-        for name in ("train", "validation", "test")
-    }
+    with _quiet_length_warning(tokenizer):  # transformers' "indexing errors" alarm; ours below is accurate
+        datasets = {
+            name: InstructionDataset(getattr(splits, name), tokenizer, include_instruction_length=True)
+            for name in ("train", "validation", "test")
+        }
     _check_responses_fit(datasets, context_length)
     collate = partial(
         custom_collate_fn,
@@ -115,6 +119,29 @@ def make_instruction_loaders(
         "val_responses": DataLoader(datasets["validation"], batch_size, collate_fn=answers_only),
         "test_responses": DataLoader(datasets["test"], batch_size, collate_fn=answers_only),
     }
+
+
+_LENGTH_WARNING = "sequence-length-is-longer-than-the-specified-maximum"  # transformers' once-only key
+
+
+@contextlib.contextmanager
+def _quiet_length_warning(tokenizer: Any) -> Iterator[None]:
+    """Hold back transformers' "Token indices sequence length is longer than the specified maximum sequence
+    length ... will result in indexing errors" while the records are encoded: the collate function truncates
+    them to the context, so no indexing error can happen; ``_check_responses_fit`` says what really happens."""
+    shown = getattr(tokenizer, "deprecation_warnings", None)
+    if not isinstance(shown, dict):
+        yield
+        return
+    before = shown.get(_LENGTH_WARNING)
+    shown[_LENGTH_WARNING] = True  # as if it had been shown already
+    try:
+        yield
+    finally:
+        if before is None:
+            shown.pop(_LENGTH_WARNING, None)
+        else:
+            shown[_LENGTH_WARNING] = before
 
 
 def _check_responses_fit(datasets: dict[str, Any], context_length: int) -> None:
@@ -155,7 +182,7 @@ def response_loss(model: nn.Module, data_loader: DataLoader, device: Any = None)
     for inputs, targets in data_loader:
         if device is not None:
             inputs, targets = inputs.to(device), targets.to(device)
-        logits = calc_logits(model, inputs)  # (B, T, vocab_size)
+        logits = model_logits(model, inputs)  # (B, T, vocab_size)
         total += cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum").item()  # (B*T, V)
         count += int((targets != -100).sum())
     model.train(was_training)

@@ -47,7 +47,9 @@ from torch import nn
 
 from ..atomic_io import write_dir_atomically
 from ..configuration_scratch_gpt import ScratchGPTConfig
+from ..constants import TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, TOKENIZER_FILES
 from ..modeling_scratch_gpt import ScratchGPTForCausalLM
+from .loading import read_checkpoint_config
 
 if TYPE_CHECKING:  # transformers' GPT-2 classes are imported where they are used
     from transformers import GPT2Config, GPT2LMHeadModel
@@ -83,14 +85,6 @@ _TANH_GELUS = ("gelu_new", "gelu_pytorch_tanh")
 # Non-parameter buffers found in older GPT-2 checkpoints (the causal mask), dropped on load
 _GPT2_BUFFER = re.compile(r"(^|\.)h\.\d+\.attn\.(bias|masked_bias)$")
 _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
-_TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "vocab.json",
-    "merges.txt",
-    "chat_template.jinja",
-)
 
 
 def _rows(n_layer: int) -> list[tuple[str, str, str]]:
@@ -484,26 +478,9 @@ def _gpt2_model_parts(model: nn.Module) -> tuple[dict[str, Any], dict[str, torch
     return model.config.to_dict(), model.state_dict()
 
 
-def _read_config_json(directory: Path) -> dict[str, Any]:
-    if not directory.exists():
-        raise FileNotFoundError(f"checkpoint directory {directory} does not exist")
-    if not directory.is_dir():
-        raise NotADirectoryError(f"{directory} is not a directory; give the checkpoint's folder")
-    config_file = directory / "config.json"
-    if not config_file.is_file():
-        raise FileNotFoundError(
-            f"{directory} has no config.json, so it is not a Hugging Face checkpoint (save one with "
-            f"model.save_pretrained(directory))"
-        )
-    try:
-        return json.loads(config_file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{config_file} is not valid JSON ({err}); the checkpoint is corrupt") from err
-
-
 def _read_gpt2_directory(directory: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """``config.json`` and the weights of a Hugging Face GPT-2 directory."""
-    config = _read_config_json(directory)
+    config = read_checkpoint_config(directory)  # the one error policy of hub.loading
     gpt2_config_to_scratch(config)  # reject a non-GPT-2 config before reading gigabytes of weights
     weights_file = next((directory / name for name in _WEIGHT_FILES if (directory / name).is_file()), None)
     if weights_file is None:
@@ -567,11 +544,11 @@ def _copy_tokenizer_files(source: Path, target: Path, stock: bool) -> None:
     ``tokenizer_config.json`` is pointed at the stock ``PreTrainedTokenizerFast`` (which reads the whole
     ``tokenizer.json``) and loses its ``auto_map``, since the remote-code files are not copied.
     """
-    for name in _TOKENIZER_FILES:
+    for name in TOKENIZER_FILES:
         if (source / name).is_file():
             shutil.copyfile(source / name, target / name)
-    config_file = target / "tokenizer_config.json"
-    if not (stock and config_file.is_file() and (target / "tokenizer.json").is_file()):
+    config_file = target / TOKENIZER_CONFIG_FILE
+    if not (stock and config_file.is_file() and (target / TOKENIZER_FILE).is_file()):
         return
     config = json.loads(config_file.read_text(encoding="utf-8"))
     config.pop("auto_map", None)

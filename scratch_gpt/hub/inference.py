@@ -12,8 +12,6 @@ import math
 import os
 from pathlib import Path
 
-_TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer_config.json")
-
 
 def generate_from_pretrained(
     model_dir: str | os.PathLike[str],
@@ -39,24 +37,20 @@ def generate_from_pretrained(
         num_beams: beam search width (1 = no beam search).
 
     Raises:
-        FileNotFoundError: ``model_dir`` does not exist.
-        ValueError: bad option values, a folder without tokenizer, or a prompt + ``max_new_tokens`` longer than
+        CheckpointLoadError: ``model_dir`` is missing or cannot be loaded (``hub.loading``).
+        FileNotFoundError: ``model_dir`` holds no tokenizer.
+        ValueError: bad option values, or a prompt + ``max_new_tokens`` longer than
             the model's context.
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from .loading import check_checkpoint_config, load_checked
+    from .loading import check_checkpoint_config, check_tokenizer_files, load_checked
 
     _check_generate_options(max_new_tokens, temperature, top_k, top_p, num_beams)
     model_dir = Path(model_dir)
     check_checkpoint_config(model_dir)  # CheckpointLoadError: one line naming the file and the fix
-    if not any((model_dir / name).is_file() for name in _TOKENIZER_FILES):
-        raise ValueError(
-            f"{model_dir} has no tokenizer (no tokenizer.json, vocab.json or tokenizer_config.json); save one "
-            f"there with tokenizer.save_pretrained({str(model_dir)!r}), or copy the tokenizer files of the model "
-            f"it was converted from"
-        )
+    check_tokenizer_files(model_dir)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = load_checked(AutoModelForCausalLM, model_dir).eval()
     if torch.cuda.is_available():

@@ -22,11 +22,15 @@ import pickle
 from pathlib import Path
 from typing import Any
 
+from ..constants import TOKENIZER_MARKER_FILES
+
 __all__ = [
     "CheckpointLoadError",
     "CheckpointFileError",
     "CheckpointNotFoundError",
     "check_checkpoint_config",
+    "check_tokenizer_files",
+    "read_checkpoint_config",
     "load_checked",
 ]
 
@@ -54,11 +58,9 @@ class CheckpointNotFoundError(CheckpointLoadError, FileNotFoundError):
     """The folder, its ``config.json`` or its weights are missing."""
 
 
-def check_checkpoint_config(
-    model_dir: str | os.PathLike[str], allowed_types: tuple[str, ...] = CAUSAL_LM_TYPES
-) -> dict[str, Any]:
-    """Check ``model_dir``'s ``config.json`` (exists, JSON, a known ``model_type``, no misspelt scratch_gpt
-    setting) and that weights are there; returns the config as a dict."""
+def read_checkpoint_config(model_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """``model_dir``'s ``config.json`` as a dict, once the folder and the file are there and the file is a JSON
+    object (nothing about its contents is checked: ``check_checkpoint_config`` does that)."""
     path = Path(model_dir)
     if not path.is_dir():
         raise CheckpointNotFoundError(
@@ -78,6 +80,17 @@ def check_checkpoint_config(
         raise CheckpointFileError(
             f"{config_file} is not a JSON object; the checkpoint is corrupt, re-save it"
         )
+    return config
+
+
+def check_checkpoint_config(
+    model_dir: str | os.PathLike[str], allowed_types: tuple[str, ...] = CAUSAL_LM_TYPES
+) -> dict[str, Any]:
+    """Check ``model_dir``'s ``config.json`` (exists, JSON, a known ``model_type``, no misspelt scratch_gpt
+    setting) and that weights are there; returns the config as a dict."""
+    path = Path(model_dir)
+    config = read_checkpoint_config(path)
+    config_file = path / "config.json"
     expected = " or ".join(repr(t) for t in allowed_types)
     model_type = config.get("model_type")
     if model_type is None:
@@ -98,6 +111,16 @@ def check_checkpoint_config(
             "re-save the model with save_pretrained"
         )
     return config
+
+
+def check_tokenizer_files(model_dir: str | os.PathLike[str]) -> None:
+    """``FileNotFoundError`` (one line, with the fix) unless ``model_dir`` holds a saved tokenizer."""
+    path = Path(model_dir)
+    if not any((path / name).is_file() for name in TOKENIZER_MARKER_FILES):
+        raise FileNotFoundError(
+            f"{path} has no tokenizer (no {', '.join(TOKENIZER_MARKER_FILES)}); save one there with "
+            f"tokenizer.save_pretrained({str(path)!r}), or copy the tokenizer files of the model it came from"
+        )
 
 
 def _check_keys(config: dict[str, Any], config_file: Path) -> None:

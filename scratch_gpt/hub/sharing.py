@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ..constants import TOKENIZER_CONFIG_FILE
 from .model_card import CARD_FILE, card_for_checkpoint
 
 DEFAULT_COMMIT_MESSAGE = "Upload scratch_gpt checkpoint"
@@ -70,7 +71,7 @@ def check_checkpoint(directory: str | os.PathLike) -> None:
             "re-save it with scratch_gpt's model.save_pretrained(dir), which adds the auto_map and the code files"
         )
     modules = [ref.split(".")[0] for ref in auto_map.values() if isinstance(ref, str)]
-    tokenizer_config = directory / "tokenizer_config.json"
+    tokenizer_config = directory / TOKENIZER_CONFIG_FILE
     if tokenizer_config.is_file():
         try:
             tok_map = json.loads(tokenizer_config.read_text(encoding="utf-8")).get("auto_map") or {}

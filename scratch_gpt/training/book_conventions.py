@@ -37,6 +37,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from .losses import calc_loss_loader
+
 __all__ = [
     "book_lr_at_step",
     "book_param_groups",
@@ -107,8 +109,6 @@ def book_evaluate(
     training loader (``shuffle=True, drop_last=True``: its order comes from the global RNG) and of the
     validation loader (in order, ``drop_last=False``). Each loss is a mean of batch means; NaN without data.
     ``model`` must already be in eval mode."""
-    from .pretrain import calc_loss_loader
-
     train_loader = DataLoader(train_data, batch_size=batch_size, shuffle=True, drop_last=True)
     train_loss = calc_loss_loader(train_loader, model, device, num_batches=eval_batches)
     if val_data is None:

@@ -34,6 +34,7 @@ from typing import Any
 
 import torch
 
+from ..constants import BPE_CONFIG_FILE, END_OF_TEXT, GPT2_FILE_PAIRS, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE
 from ..data.sliding_window import iter_documents
 from ..data.token_files import TokenFileDataset, read_token_file_info, write_token_ids
 from .config_checks import check_int, check_number, reject_non_finite
@@ -45,11 +46,7 @@ __all__ = [
     "train_tokenizer",
     "pretrain_from_corpus",
     "describe",
-    "EOS_TOKEN",
 ]
-
-EOS_TOKEN = "<|endoftext|>"
-GPT2_FILE_PAIRS = (("encoder.json", "vocab.bpe"), ("vocab.json", "merges.txt"))
 
 
 def load_tokenizer(path: str | Path, *, model_max_length: int | None = None) -> Any:
@@ -65,12 +62,10 @@ def load_tokenizer(path: str | Path, *, model_max_length: int | None = None) -> 
     if not path.is_dir():
         raise FileNotFoundError(f"tokenizer folder {path} does not exist")
     gpt2_files = any((path / a).is_file() and (path / b).is_file() for a, b in GPT2_FILE_PAIRS)
-    if (path / "bpe_config.json").is_file() or (
-        gpt2_files and not (path / "tokenizer_config.json").is_file()
-    ):
+    if (path / BPE_CONFIG_FILE).is_file() or (gpt2_files and not (path / TOKENIZER_CONFIG_FILE).is_file()):
         kwargs = {"model_max_length": model_max_length} if model_max_length else {}
         return ScratchGPTTokenizerFast.from_bpe(BPETokenizer.load(path), **kwargs)
-    if (path / "tokenizer.json").is_file():
+    if (path / TOKENIZER_FILE).is_file():
         return AutoTokenizer.from_pretrained(str(path))
     raise FileNotFoundError(
         f"{path} holds no tokenizer: expected tokenizer.json (save_pretrained), bpe_config.json "
@@ -84,7 +79,7 @@ def train_tokenizer(documents: Iterable[str], vocab_size: int, *, model_max_leng
     from ..bpe import BPETokenizer
     from ..tokenization_scratch_gpt import ScratchGPTTokenizerFast
 
-    bpe = BPETokenizer.train(list(documents), vocab_size, special_tokens=(EOS_TOKEN,))
+    bpe = BPETokenizer.train(list(documents), vocab_size, special_tokens=(END_OF_TEXT,))
     return ScratchGPTTokenizerFast.from_bpe(bpe, model_max_length=model_max_length)
 
 
@@ -97,9 +92,9 @@ def _documents(corpus: Any, read_kwargs: dict[str, Any]) -> Iterator[str]:
 
 
 def _eos_id(tokenizer: Any) -> int:
-    eos = tokenizer.convert_tokens_to_ids(EOS_TOKEN)
+    eos = tokenizer.convert_tokens_to_ids(END_OF_TEXT)
     if not isinstance(eos, int) or eos == getattr(tokenizer, "unk_token_id", None):
-        raise ValueError(f"the tokenizer has no {EOS_TOKEN} token; the corpus needs it between documents")
+        raise ValueError(f"the tokenizer has no {END_OF_TEXT} token; the corpus needs it between documents")
     return eos
 
 
@@ -286,7 +281,7 @@ def _prepare_tokenizer(
         tok = tokenizer
     elif tokenizer is not None:
         tok = load_tokenizer(tokenizer, model_max_length=context_length)
-    elif (saved / "tokenizer.json").is_file() and (resume or not accelerator.is_main_process):
+    elif (saved / TOKENIZER_FILE).is_file() and (resume or not accelerator.is_main_process):
         tok = load_tokenizer(saved)
         saved = None  # already there: a resumed run rewrites nothing before it has checked the checkpoint
     else:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..atomic_io import atomic_write_text
+from ..atomic_io import atomic_write, atomic_write_text
 
 __all__ = ["LossHistory", "HISTORY_FILE"]
 
@@ -170,10 +170,10 @@ class LossHistory:
             top = ax.secondary_xaxis("top", functions=(lambda t: t / per_epoch, lambda e: e * per_epoch))
             top.set_xlabel("Epochs")
         fig.tight_layout()
-        tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-        fig.savefig(tmp, dpi=110)
-        plt.close(fig)
-        tmp.replace(path)
+        try:
+            atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110), suffix=path.suffix)
+        finally:
+            plt.close(fig)
         return path
 
 

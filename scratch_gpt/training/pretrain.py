@@ -20,7 +20,7 @@ Data: ``train_data``/``val_data`` are map-style datasets of ``(input, target)`` 
 batch (``batch_size`` x processes) is cut into one slice per process, so a resumed or multi-process run sees
 exactly the batches a single uninterrupted process would.
 
-Deliberately not here: tokenizer training, corpus reading and model construction (``gpt_train.py``),
+Deliberately not here: tokenizer training, corpus reading and model construction (``from_corpus.py``),
 FSDP (its sharded state dicts are not gathered for checkpoints; use DDP, or ``Trainer``), and early stopping.
 """
 
@@ -41,12 +41,14 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..generation import generate, text_to_token_ids, token_ids_to_text
 from ..kernels import use_fast_kernels
-from ..kernels.loss import cross_entropy
+from ..tokenizer_protocol import end_of_text_id
 from .book_conventions import book_evaluate, book_lr_at_step, book_param_groups, book_train_batches
 from .checkpoints import find_resumable_checkpoint, list_checkpoints
 from .config_checks import config_to_json, reject_non_finite
 from .history import HISTORY_FILE, LossHistory
+from .losses import calc_loss_batch, calc_loss_loader  # chapter 5's loss, also exported from here
 from .run_folder import claim_run_folder
 from .run_state import (
     NonFiniteError,
@@ -195,45 +197,6 @@ class PretrainResult:
 # --------------------------------------------------------------------------------------------------------
 
 
-def calc_logits(model: torch.nn.Module, input_batch: torch.Tensor) -> torch.Tensor:
-    """Logits ``(B, T, vocab_size)`` of a ``GPTModel`` or a Hugging Face causal LM (no KV cache), also when
-    wrapped by DDP or ``torch.compile``."""
-    inner = getattr(model, "module", model)  # DDP wraps the model in .module
-    inner = getattr(inner, "_orig_mod", inner)  # torch.compile wraps it in ._orig_mod
-    if hasattr(inner, "generation_config"):  # a transformers causal LM: no KV cache while training
-        return model(input_ids=input_batch, use_cache=False).logits
-    return model(input_batch)
-
-
-def calc_loss_batch(
-    input_batch: torch.Tensor, target_batch: torch.Tensor, model: torch.nn.Module, device: Any = None
-) -> torch.Tensor:
-    """The book's loss of one batch: cross-entropy of the logits ``(B, T, V)`` against targets ``(B, T)``.
-
-    Works with a ``GPTModel`` (returns logits) and with a Hugging Face causal LM (returns ``.logits``).
-    """
-    if device is not None:
-        input_batch, target_batch = input_batch.to(device), target_batch.to(device)
-    logits = calc_logits(model, input_batch)  # (B, T, vocab_size)
-    return cross_entropy(logits.flatten(0, 1), target_batch.flatten())  # (B*T, V) vs (B*T,)
-
-
-@torch.no_grad()
-def calc_loss_loader(
-    data_loader: Any, model: torch.nn.Module, device: Any = None, num_batches: int | None = None
-) -> float:
-    """The book's average loss over the first ``num_batches`` batches (all when None; NaN when empty)."""
-    if len(data_loader) == 0:
-        return float("nan")
-    num_batches = len(data_loader) if num_batches is None else min(num_batches, len(data_loader))
-    total = 0.0
-    for i, (input_batch, target_batch) in enumerate(data_loader):
-        if i >= num_batches:
-            break
-        total += calc_loss_batch(input_batch, target_batch, model, device).item()
-    return total / num_batches
-
-
 def lr_at_step(
     step: int,
     *,
@@ -356,12 +319,8 @@ def _evaluate(model: torch.nn.Module, data: Dataset | None, cfg: PretrainConfig,
 def _sample(model: torch.nn.Module, tokenizer: Any, cfg: PretrainConfig, device: Any) -> str | None:
     if cfg.sample_prompt is None or tokenizer is None:
         return None
-    from ..generation import generate, text_to_token_ids, token_ids_to_text
-
     idx = text_to_token_ids(cfg.sample_prompt, tokenizer).to(device)
-    eos_id = getattr(tokenizer, "eos_token_id", None)  # a Hugging Face tokenizer's; BPETokenizer's below
-    if eos_id is None and hasattr(tokenizer, "special_tokens"):
-        eos_id = tokenizer.special_tokens.get("<|endoftext|>")
+    eos_id = end_of_text_id(tokenizer)
     out = generate(model, idx, max_new_tokens=cfg.sample_tokens, eos_id=eos_id)  # greedy: touches no RNG
     return token_ids_to_text(out, tokenizer).replace("\n", " ")
 

@@ -13,7 +13,7 @@ Files of one checkpoint folder::
     optimizer.pt, scheduler.pt            state dicts (torch.save; loaded with weights_only=True)
     rng_state_<rank>.pt                   RNG states of process <rank> (weights_only-safe too)
     trainer_state.json                    step, data position (micro-batches consumed), tokens seen, settings
-    training_history.json                 the loss history so far (``loss_history.py``)
+    training_history.json                 the loss history so far (``history.py``)
     manifest.json                         sizes and checksums of the above (``checkpoints.py``)
 
 Deliberately not here: deciding when to save (the loop does) and FSDP-sharded optimizer states.
@@ -23,17 +23,16 @@ from __future__ import annotations
 
 import errno
 import json
-import os
 import random
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..atomic_io import atomic_write_text
+from ..atomic_io import atomic_write_text, write_dir_atomically
+from ..tokenizer_protocol import save_tokenizer
 from .checkpoints import (
     finish_checkpoint,
     new_checkpoint_dir,
@@ -141,27 +140,15 @@ def save_model(model: torch.nn.Module, directory: Path) -> None:
             hf_logging.enable_progress_bar()
 
 
-def save_tokenizer(tokenizer: Any, directory: Path) -> None:
-    """A Hugging Face tokenizer's ``save_pretrained``, or a ``BPETokenizer``'s ``save`` (None: nothing)."""
-    if tokenizer is None:
-        return
-    if hasattr(tokenizer, "save_pretrained"):
-        tokenizer.save_pretrained(str(directory))
-    elif hasattr(tokenizer, "save"):
-        tokenizer.save(directory)
-
-
 def save_final_model(model: torch.nn.Module, tokenizer: Any, output_dir: Path) -> None:
-    """Save model + tokenizer into ``output_dir``: written to a temp folder first, then each file moved in
-    with ``os.replace``, so no file there is ever half-written."""
-    tmp = Path(tempfile.mkdtemp(dir=output_dir, prefix=".tmp-final-"))
-    try:
-        save_model(model, tmp)
-        save_tokenizer(tokenizer, tmp)
-        for file in sorted(tmp.iterdir()):
-            os.replace(file, output_dir / file.name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    """Save model + tokenizer into ``output_dir`` with ``atomic_io.write_dir_atomically``: written to a temp
+    folder first, then each file moved in with ``os.replace``, so no file there is ever half-written."""
+
+    def write(folder: Path) -> None:
+        save_model(model, folder)
+        save_tokenizer(tokenizer, folder)
+
+    write_dir_atomically(output_dir, write)
 
 
 def save_training_checkpoint(
