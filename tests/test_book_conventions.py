@@ -99,7 +99,11 @@ def test_book_mode_loop_uses_the_book_learning_rates_and_clips_only_after_warmup
     monkeypatch.setattr(
         accelerate.Accelerator,
         "clip_grad_norm_",
-        lambda self, *a, **k: clipped_at.append(len(steps)) or real_clip(self, *a, **k),
+        # max_norm=inf only measures the norm (for the non-finite check); a finite one clips
+        lambda self, params, max_norm, *a, **k: (
+            (clipped_at.append(len(steps)) if math.isfinite(max_norm) else None)
+            or real_clip(self, params, max_norm, *a, **k)
+        ),
     )
     cfg = book_config(tmp_path, max_steps=10, num_epochs=None, learning_rate=1e-2, initial_lr=1e-4,
                       min_lr=1e-5, warmup_steps=4, lr_schedule="cosine", grad_clip=1.0)  # fmt: skip
@@ -513,7 +517,7 @@ def test_instruction_book_mode_evaluates_after_steps_1_6_11(tmp_path):
 
     model_dir = save_tiny_checkpoint(tmp_path / "pretrained")
     data = write_records(tmp_path / "data.json")
-    settings = dict(epochs=1, batch_size=2, lr=1e-3, eval_freq=5, eval_iter=1, max_new_tokens=2, max_steps=12)
+    settings = dict(epochs=3, batch_size=2, lr=1e-3, eval_freq=5, eval_iter=1, max_new_tokens=2, max_steps=12)
     lines: list[str] = []
     book = finetune_instruct(InstructFinetuneConfig(model_dir, data, tmp_path / "book", book_conventions=True,
                                                     **settings), log=lines.append)  # fmt: skip
