@@ -48,6 +48,13 @@ def test_bench_tokenizer_quick_checks_ids_and_prints_ratios():
     assert re.search(r"\| tinyshakespeare \| 1\.12 \| 338,025 \|", out), out  # tiktoken's token count
 
 
+def test_bench_distributed_quick_prints_the_ddp_vs_fsdp_ratio():
+    out = _run("bench_distributed.py", "--quick")
+    assert re.search(r"DDP  median step +\d+\.\d ms", out), out
+    assert re.search(r"FSDP median step +\d+\.\d ms", out), out
+    assert re.search(r"step-time ratio FSDP/DDP = \d+\.\d\d", out), out
+
+
 def test_book_ch05_quick_matches_the_book_code_on_a_tiny_model(tmp_path):
     data_file("the-verdict.txt")
     out = _run("book_ch05.py", "--quick", "--output-dir", str(tmp_path / "run"), timeout=900)

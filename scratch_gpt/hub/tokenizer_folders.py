@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..bpe import CONFIG_FILE, MERGES_FILE, TOKENIZER_FILE, VOCAB_FILE, BPETokenizer
+from ..bpe import BPETokenizer
 from ..byte_level import token_to_bytes
+from ..constants import BPE_CONFIG_FILE as CONFIG_FILE
+from ..constants import MERGES_FILE, TOKENIZER_FILE, VOCAB_FILE
 
 __all__ = ["FolderTokenizer", "find_tokenizer_dir", "load_folder_tokenizer"]
 

@@ -6,7 +6,8 @@ sample. Appendix D adds linear warmup, cosine decay and gradient clipping. ``pre
 what a real run needs:
 
 * ``accelerate`` underneath, so the same code runs on CPU, one GPU, or many GPUs/nodes with
-  ``accelerate launch`` (DDP), with bf16 mixed precision where the hardware has it;
+  ``accelerate launch`` (DDP, or FSDP2 with ``--use_fsdp --fsdp_version 2``: see ``fsdp.py`` and
+  ``sharded_checkpoints.py``), with bf16 mixed precision where the hardware has it;
 * AdamW with two parameter groups (weight decay only on matrices, ``dim() >= 2``, not on biases and
   LayerNorm parameters), gradient accumulation, optional ``torch.compile``;
 * evaluation (loss and perplexity) and a greedy sample every ``eval_interval`` steps, a tqdm bar with
@@ -21,7 +22,7 @@ batch (``batch_size`` x processes) is cut into one slice per process, so a resum
 exactly the batches a single uninterrupted process would.
 
 Deliberately not here: tokenizer training, corpus reading and model construction (``from_corpus.py``),
-FSDP (its sharded state dicts are not gathered for checkpoints; use DDP, or ``Trainer``), and early stopping.
+and early stopping.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..generation import generate, text_to_token_ids, token_ids_to_text
 from ..kernels import use_fast_kernels
 from ..tokenizer_protocol import end_of_text_id
+from . import fsdp
 from .book_conventions import book_evaluate, book_lr_at_step, book_param_groups, book_train_batches
 from .checkpoints import find_resumable_checkpoint, list_checkpoints
 from .config_checks import config_to_json, reject_non_finite
@@ -56,6 +58,11 @@ from .run_state import (
     restore_training_checkpoint,
     save_final_model,
     save_training_checkpoint,
+)
+from .sharded_checkpoints import (
+    is_sharded_checkpoint,
+    restore_sharded_training_checkpoint,
+    save_sharded_training_checkpoint,
 )
 
 __all__ = [
@@ -306,12 +313,18 @@ def _evaluate(model: torch.nn.Module, data: Dataset | None, cfg: PretrainConfig,
     loader = _eval_loader(data, cfg.batch_size)
     limit = len(loader) if cfg.eval_batches is None else min(cfg.eval_batches, len(loader))
     total = torch.zeros(2, device=accelerator.device, dtype=torch.float64)  # (sum of token losses, tokens)
+    forwards, first = 0, None
     for i, (x, y) in enumerate(loader):
         if i >= limit:
             break
+        first = (x, y) if first is None else first
         if i % accelerator.num_processes == accelerator.process_index:
             total[0] += calc_loss_batch(x, y, model, accelerator.device).item() * y.numel()
             total[1] += y.numel()
+            forwards += 1
+    if fsdp.is_sharded(accelerator):  # a sharded forward is a collective: all processes make as many
+        for _ in range(fsdp.lockstep_rounds(limit, accelerator) - forwards):
+            calc_loss_batch(*first, model, accelerator.device)
     total = accelerator.reduce(total, reduction="sum")
     return float(total[0] / total[1])
 
@@ -417,6 +430,8 @@ def make_accelerator(mixed_precision: str = "auto", cpu: bool = False) -> Any:
     if mixed_precision == "auto":
         bf16 = not cpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
         mixed_precision = "bf16" if bf16 else "no"
+    if fsdp.fsdp_requested() and int(os.environ.get("WORLD_SIZE", "1")) > 1:  # accelerate launch --use_fsdp
+        return fsdp.make_fsdp_accelerator(mixed_precision)
     return Accelerator(mixed_precision=mixed_precision, cpu=cpu)
 
 
@@ -507,10 +522,21 @@ def _pretrain(
     )
     resumed_from = find_resumable_checkpoint(ckpt_root) if cfg.resume else None
     if resumed_from is not None:
-        state, history = restore_training_checkpoint(
-            resumed_from, model, optimizer, scheduler, accelerator, expected
+        if fsdp.is_sharded(accelerator) and not is_sharded_checkpoint(resumed_from):
+            raise ValueError(
+                f"cannot resume {resumed_from} under FSDP: it was written without FSDP (one full model, one "
+                "optimizer state); resume it the way it was trained (DDP or one process)"
+            )
+        restore = (
+            restore_sharded_training_checkpoint
+            if is_sharded_checkpoint(resumed_from)
+            else restore_training_checkpoint
         )
-        changed = _changed_settings(state.get("config", {}), cfg)
+        state, history = restore(resumed_from, model, optimizer, scheduler, accelerator, expected)
+        saved_settings = dict(state.get("config", {}))
+        if is_sharded_checkpoint(resumed_from):  # resharding: the per-process batch follows the process count
+            saved_settings.pop("batch_size", None)  # (the global batch must still match: ``expected``)
+        changed = _changed_settings(saved_settings, cfg)
         if changed and not cfg.allow_changed_settings:
             raise ValueError(
                 f"cannot resume from {resumed_from} with changed settings ({'; '.join(changed)}): the restored "
@@ -542,12 +568,11 @@ def _pretrain(
         if book:  # set as the book does (LambdaLR's peak * (lr / peak) can differ in the last bit)
             for group in optimizer.param_groups:
                 group["lr"] = book_lr(state["step"])
-        # appendix D clips only once warmup is over; our default clips every step. With max_norm=inf the call
-        # only measures the gradient norm (checked every step; multiplying by 1.0 changes no gradient)
-        clip = cfg.grad_clip is not None and not (book and state["step"] < cfg.warmup_steps)
-        grad_norm = float(
-            accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip if clip else math.inf)
-        )
+        # appendix D clips only once warmup is over; our default clips every step
+        if cfg.grad_clip is not None and not (book and state["step"] < cfg.warmup_steps):
+            grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip))
+        else:  # not clipped, but measured: a non-finite gradient must not pass unseen
+            grad_norm = _grad_norm(model)
         loss_value = float(accelerator.reduce(step_loss, reduction="mean"))
         finite = math.isfinite(loss_value) and math.isfinite(grad_norm)
         if not finite:
@@ -572,6 +597,7 @@ def _pretrain(
         # the book evaluates when its 0-based global_step % eval_freq == 0: after steps 1, 6, 11, ...
         if (step - 1) % cfg.eval_interval == 0 if book else (step % cfg.eval_interval == 0 or last):
             # evaluate the unwrapped model: no DDP collectives, though processes run different batch counts
+            # (a sharded model's forward is a collective: fsdp.py, all processes run it in lock step)
             plain = accelerator.unwrap_model(model, keep_torch_compile=False).eval()
             if book:
                 train_loss, val_loss = book_evaluate(
@@ -581,7 +607,9 @@ def _pretrain(
                 train_loss = _evaluate(plain, train_data, cfg, accelerator)
                 val_loss = _evaluate(plain, val_data, cfg, accelerator)
             sample = (
-                _sample(plain, tokenizer, cfg, accelerator.device) if accelerator.is_main_process else None
+                _sample(plain, tokenizer, cfg, accelerator.device)
+                if accelerator.is_main_process or fsdp.is_sharded(accelerator)
+                else None
             )
             history.add_eval(step, state["tokens_seen"], epoch, train_loss, val_loss, sample)
             _log(progress, accelerator, history.last_eval())
@@ -589,7 +617,10 @@ def _pretrain(
                 history.save(output_dir)
             window_start, window_tokens = time.perf_counter(), 0
         if cfg.save_interval and (step % cfg.save_interval == 0 or last):
-            checkpoint = save_training_checkpoint(
+            save = (
+                save_sharded_training_checkpoint if fsdp.is_sharded(accelerator) else save_training_checkpoint
+            )
+            checkpoint = save(
                 ckpt_root,
                 state,
                 history,
@@ -608,8 +639,12 @@ def _pretrain(
 
     plot_path = None
     check_finite_weights(model, f"the final model after step {state['step']}")
+    if fsdp.is_sharded(accelerator):  # gather the shards into one ordinary model (a collective)
+        final_model = fsdp.consolidated_model(model, accelerator)
+    else:
+        final_model = accelerator.unwrap_model(model, keep_torch_compile=False)
     if accelerator.is_main_process:
-        save_final_model(accelerator.unwrap_model(model, keep_torch_compile=False), tokenizer, output_dir)
+        save_final_model(final_model, tokenizer, output_dir)
         history.save(output_dir)
         plot_path = history.plot(output_dir / "loss_plot.png")
     accelerator.wait_for_everyone()
@@ -679,6 +714,12 @@ def _apply_changed_settings(cfg: PretrainConfig, optimizer: Any, scheduler: Any)
         optimizer.param_groups, scheduler.lr_lambdas, scheduler.base_lrs, strict=True
     ):
         group["lr"] = base * lam(last)
+
+
+def _grad_norm(model: torch.nn.Module) -> float:
+    """The total L2 norm of the gradients (what clipping would see), without changing them."""
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    return float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
 
 
 def _non_finite_step(
