@@ -24,6 +24,7 @@ adds is the ``transformers`` contract (v5), the way GPT-2 does it:
 
 from __future__ import annotations
 
+import importlib
 import math
 from typing import Any
 
@@ -352,3 +353,8 @@ def _check_class_labels(labels: torch.Tensor, num_labels: int) -> None:
 for _cls in (ScratchGPTModel, ScratchGPTForCausalLM, ScratchGPTForSequenceClassification):
     _cls.register_for_auto_class(next(k for k, v in AUTO_MAP.items() if v.endswith("." + _cls.__name__)))
 ScratchGPTConfig.register_for_auto_class()
+
+if __name__ == "scratch_gpt.modeling_scratch_gpt":  # the installed package (not a trust_remote_code copy)
+    # Importing transformers.modeling_layers above loads the AutoModel mapping while this module is half-built, so
+    # the import hook of _registration could not register our classes then; now that they exist, it can.
+    importlib.import_module("scratch_gpt._registration").register_auto_classes()

@@ -18,7 +18,7 @@ from conftest import DATA_DIR, REPO_ROOT, data_file
 pytestmark = pytest.mark.slow
 
 
-def _run(script: str, *args: str) -> str:
+def _run(script: str, *args: str, timeout: int = 300) -> str:
     env = {**os.environ, "SCRATCH_GPT_DATA": str(DATA_DIR)}
     result = subprocess.run(
         [sys.executable, str(REPO_ROOT / "benchmarks" / script), *args],
@@ -26,7 +26,7 @@ def _run(script: str, *args: str) -> str:
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     return result.stdout
@@ -57,7 +57,7 @@ def test_bench_distributed_quick_prints_the_ddp_vs_fsdp_ratio():
 
 def test_book_ch05_quick_matches_the_book_code_on_a_tiny_model(tmp_path):
     data_file("the-verdict.txt")
-    out = _run("book_ch05.py", "--quick", "--output-dir", str(tmp_path / "run"))
+    out = _run("book_ch05.py", "--quick", "--output-dir", str(tmp_path / "run"), timeout=900)
     diffs = re.search(
         r"first 12 steps: max \|ours - book\| = (\S+); 3 evaluations: max \|ours - book\| = (\S+)", out
     )
@@ -67,7 +67,7 @@ def test_book_ch05_quick_matches_the_book_code_on_a_tiny_model(tmp_path):
 
 def test_book_appendix_d_quick_gives_the_book_learning_rates(tmp_path):
     data_file("the-verdict.txt")
-    out = _run("book_appendix_d.py", "--quick", "--output-dir", str(tmp_path / "run"))
+    out = _run("book_appendix_d.py", "--quick", "--output-dir", str(tmp_path / "run"), timeout=900)
     assert out.count("book mode equals the book's loop bit for bit at 135 of 135 steps") == 2, out
     found = re.search(
         r"12 steps: learning rates equal the book's at 12 of 12 steps; max \|ours - book\| = (\S+)", out
@@ -78,12 +78,12 @@ def test_book_appendix_d_quick_gives_the_book_learning_rates(tmp_path):
 def test_book_ch06_and_ch07_quick_run_the_pipelines_in_book_mode(tmp_path):
     data_file("SMSSpamCollection.tsv")
     data_file("instruction-data.json")
-    out = _run("book_ch06.py", "--quick", "--work-dir", str(tmp_path))
+    out = _run("book_ch06.py", "--quick", "--work-dir", str(tmp_path), timeout=900)
     assert re.search(r"final accuracy: train \d+\.\d\d%, validation \d+\.\d\d%, test \d+\.\d\d%", out), out
     assert len(re.findall(r"^Step 0000(00|05|10|15): Train loss", out, re.M)) == 4, (
         out
     )  # after steps 1, 6, 11, 16
-    out = _run("book_ch07.py", "--quick", "--work-dir", str(tmp_path))
+    out = _run("book_ch07.py", "--quick", "--work-dir", str(tmp_path), timeout=900)
     assert len(re.findall(r"^ +\d \| \d+\.\d{6}", out, re.M)) == 6, out
     assert len(re.findall(r"^Step 0000(00|05): Train loss", out, re.M)) == 2, out
 

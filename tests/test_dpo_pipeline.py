@@ -128,8 +128,9 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     args = ["--data", str(tmp_path / "data.json"), "--output", str(tmp_path / "out"), "--no-progress"]
     code = main(["finetune-dpo", "--model", str(tmp_path / "missing"), *args])
     err = capsys.readouterr().err
-    assert code == 1 and err.count("\n") == 1 and "does not exist" in err
+    assert code == 2 and err.count("\n") == 1 and "does not exist" in err  # a failed load
     assert not (tmp_path / "out").exists()  # nothing written on failure
-    code = main(["finetune-dpo", "--model", str(tmp_path / "missing"), *args, "--beta", "nan"])
+    with pytest.raises(SystemExit) as exit_info:  # the CLI refuses NaN/inf in every float option
+        main(["finetune-dpo", "--model", str(tmp_path / "missing"), *args, "--beta", "nan"])
     err = capsys.readouterr().err
-    assert code == 1 and "beta must be a finite number" in err and err.count("\n") == 1
+    assert exit_info.value.code == 2 and "--beta: must be a finite number" in err

@@ -317,3 +317,20 @@ def test_classifier_logits_are_the_same_for_left_right_and_no_padding(attn_imple
     ).logits  # no mask: pad_token_id (0) finds the last token
     for padded in (left, right, right_by_pad_id):
         torch.testing.assert_close(padded, alone, atol=1e-5, rtol=1e-5)
+
+
+def test_auto_classes_know_us_when_the_modeling_module_is_imported_first():
+    # the modeling module imports transformers' GradientCheckpointingLayer, which loads the AutoModel mapping while
+    # the module is half-built; the classes must still be registered afterwards (a fresh process: import order)
+    import subprocess
+    import sys
+
+    code = (
+        "from scratch_gpt.modeling_scratch_gpt import ScratchGPTForCausalLM\n"
+        "from scratch_gpt import ScratchGPTConfig\n"
+        "from transformers import AutoModelForCausalLM\n"
+        "config = ScratchGPTConfig(n_layer=1, n_embd=32, n_head=2, vocab_size=50)\n"
+        "print(type(AutoModelForCausalLM.from_config(config)).__name__)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.stdout.strip() == "ScratchGPTForCausalLM", result.stderr[-2000:]

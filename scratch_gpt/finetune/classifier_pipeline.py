@@ -106,9 +106,12 @@ def load_classifier(
         from ..hub.loading import check_checkpoint_config, load_checked
 
         check_checkpoint_config(model_dir, ("scratch_gpt",))
-        try:  # only the new head "score" may be missing
+        try:  # only the new head "score" may be missing, and an untied LM head (the book's) is not used
             return load_checked(
-                ScratchGPTForSequenceClassification, model_dir, ignore_keys=("score.",), **overrides
+                ScratchGPTForSequenceClassification,
+                model_dir,
+                ignore_keys=("score.", "lm_head."),
+                **overrides,
             )
         finally:
             hf_logging.set_verbosity(verbosity)

@@ -147,7 +147,7 @@ def _check_keys(config: dict[str, Any], config_file: Path) -> None:
 def load_checked(model_class: Any, model_dir: str | os.PathLike[str], **kwargs: Any) -> Any:
     """``model_class.from_pretrained(model_dir, **kwargs)`` with every failure as a ``CheckpointLoadError``,
     and missing or unexpected weights as errors. ``ignore_keys`` (a keyword of this function) lists prefixes of
-    weights that may be missing (e.g. a new classification head ``"score."``)."""
+    weights that may be missing or left unused (e.g. a new classification head ``"score."``, an unused ``"lm_head."``)."""
     from transformers.utils import logging as hf_logging
 
     ignore = tuple(kwargs.pop("ignore_keys", ()))
@@ -173,7 +173,7 @@ def load_checked(model_class: Any, model_dir: str | os.PathLike[str], **kwargs: 
         hf_logging.set_verbosity(verbosity)
     tied = set(getattr(model, "_tied_weights_keys", None) or {})
     missing = [k for k in info.get("missing_keys", []) if k not in tied and not k.startswith(ignore)]
-    unexpected = list(info.get("unexpected_keys", []))
+    unexpected = [k for k in info.get("unexpected_keys", []) if not k.startswith(ignore)]
     mismatched = list(info.get("mismatched_keys", []))
     if missing or unexpected or mismatched:
         parts = [f"missing {sorted(missing)[:4]}" if missing else "", f"unexpected {sorted(unexpected)[:4]}" if unexpected else "",

@@ -568,12 +568,11 @@ def _pretrain(
         if book:  # set as the book does (LambdaLR's peak * (lr / peak) can differ in the last bit)
             for group in optimizer.param_groups:
                 group["lr"] = book_lr(state["step"])
-        # appendix D clips only once warmup is over; our default clips every step. With max_norm=inf the call
-        # only measures the gradient norm (checked every step; multiplying by 1.0 changes no gradient)
-        clip = cfg.grad_clip is not None and not (book and state["step"] < cfg.warmup_steps)
-        grad_norm = float(
-            accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip if clip else math.inf)
-        )
+        # appendix D clips only once warmup is over; our default clips every step
+        if cfg.grad_clip is not None and not (book and state["step"] < cfg.warmup_steps):
+            grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip))
+        else:  # not clipped, but measured: a non-finite gradient must not pass unseen
+            grad_norm = _grad_norm(model)
         loss_value = float(accelerator.reduce(step_loss, reduction="mean"))
         finite = math.isfinite(loss_value) and math.isfinite(grad_norm)
         if not finite:
@@ -715,6 +714,12 @@ def _apply_changed_settings(cfg: PretrainConfig, optimizer: Any, scheduler: Any)
         optimizer.param_groups, scheduler.lr_lambdas, scheduler.base_lrs, strict=True
     ):
         group["lr"] = base * lam(last)
+
+
+def _grad_norm(model: torch.nn.Module) -> float:
+    """The total L2 norm of the gradients (what clipping would see), without changing them."""
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    return float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
 
 
 def _non_finite_step(
