@@ -17,6 +17,7 @@ CHAT_TEMPLATE_FILE = "chat_template.jinja"
 VOCAB_FILE = "vocab.json"  # GPT-2's vocabulary in Hugging Face's name
 MERGES_FILE = "merges.txt"  # GPT-2's merges in Hugging Face's name
 BPE_CONFIG_FILE = "bpe_config.json"  # BPETokenizer.save's settings
+HISTORY_FILE = "training_history.json"  # a training run's loss history (training/history.py)
 GPT2_FILE_PAIRS = (
     ("encoder.json", "vocab.bpe"),
     (VOCAB_FILE, MERGES_FILE),

@@ -10,7 +10,7 @@ function instead of ours. The KV cache and the attention function are arguments 
 separate copies of the model.
 
 Not here: the loss (``transformers``' causal-LM loss in the HF layer; the book's ``calc_loss_batch`` in
-``training/pretrain.py``), text generation (``generation.py``), the HF plumbing (``modeling_scratch_gpt.py``).
+``training/losses.py``), text generation (``generation.py``), the HF plumbing (``modeling_scratch_gpt.py``).
 """
 
 from __future__ import annotations

@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic_io import atomic_write_text
+from ..constants import HISTORY_FILE
 
-HISTORY_FILE = "training_history.json"
 CARD_FILE = "README.md"
 DEFAULT_LICENSE = "apache-2.0"
 DEFAULT_TAGS = ("scratch_gpt", "custom_code", "from-scratch", "llms-from-scratch")

@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic_io import atomic_write, atomic_write_text
+from ..constants import HISTORY_FILE
 
 __all__ = ["LossHistory", "HISTORY_FILE"]
 
-HISTORY_FILE = "training_history.json"
 _EVAL_KEYS = ("steps", "tokens_seen", "epochs", "train_losses", "val_losses", "samples")
 _STEP_KEYS = ("steps", "tokens_seen", "epochs", "losses", "lrs")
 
