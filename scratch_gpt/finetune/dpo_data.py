@@ -53,7 +53,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .classifier_data import GPT2_EOS_ID, TextTokenizer, read_utf8_text
-from .instruction_data import InstructionDataset, check_instruction_records, custom_collate_fn
+from .instruction_data import InstructionDataset, check_instruction_records, check_records, custom_collate_fn
 
 __all__ = [
     "PAIR_STRATEGIES",
@@ -93,22 +93,7 @@ def check_preference_records(
     records: Sequence[Any], *, on_error: Literal["raise", "skip"] = "raise", source: str = "preference data"
 ) -> list[dict[str, str]]:
     """Check parsed preference records; bad ones raise (naming index and problem) or are skipped with a warning."""
-    if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-    checked, skipped = [], []
-    for index, record in enumerate(records):
-        normalized, problem = _check_preference_record(record)
-        if problem is None:
-            checked.append(normalized)
-        elif on_error == "raise":
-            raise ValueError(
-                f"{source}: record {index}: {problem}; fix it or pass on_error='skip' to leave it out"
-            )
-        else:
-            skipped.append(f"record {index}: {problem}")
-    if skipped:
-        warnings.warn(f"{source}: skipped {len(skipped)} bad record(s): " + "; ".join(skipped), stacklevel=3)
-    return checked
+    return check_records(records, _check_preference_record, on_error=on_error, source=source)
 
 
 def _read_json_records(path: Path) -> list[Any]:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import re
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from os import PathLike
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -87,11 +87,23 @@ def check_instruction_records(
     records: Sequence[Any], *, on_error: Literal["raise", "skip"] = "raise", source: str = "instruction data"
 ) -> list[dict[str, str]]:
     """Check already-parsed records; bad ones raise (naming index and key) or are skipped with one warning."""
+    return check_records(records, _check_record, on_error=on_error, source=source)
+
+
+def check_records(
+    records: Sequence[Any],
+    check_one: Callable[[Any], tuple[dict[str, str] | None, str | None]],
+    *,
+    on_error: Literal["raise", "skip"] = "raise",
+    source: str = "data",
+) -> list[dict[str, str]]:
+    """Run ``check_one`` (-> ``(normalized, None)`` or ``(None, problem)``) on every record; a bad record raises
+    naming its index and problem, or with ``on_error="skip"`` is left out and counted in one warning."""
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     checked, skipped = [], []
     for index, record in enumerate(records):
-        normalized, problem = _check_record(record)
+        normalized, problem = check_one(record)
         if problem is None:
             checked.append(normalized)
         elif on_error == "raise":
