@@ -39,6 +39,7 @@ from ..kernels import use_fast_kernels
 from ..kernels.loss import cross_entropy
 from ..tokenizer_protocol import HFTokenizerAdapter
 from ..training.config_checks import (
+    book_dropout,
     check_choice,
     check_int,
     check_number,
@@ -255,15 +256,9 @@ class ClassifierFinetuneConfig:
 
     def __post_init__(self) -> None:
         reject_non_finite(self)
-        if not isinstance(self.book_conventions, bool):
-            raise ValueError(f"book_conventions must be True or False, got {self.book_conventions!r}")
+        self.dropout = book_dropout(self.book_conventions, self.dropout)  # the book's drop_rate 0.0
         if self.book_conventions:
-            if self.dropout not in (None, 0.0):
-                raise ValueError(
-                    f"the book fine-tunes with dropout 0.0; leave dropout unset with book_conventions=True "
-                    f"(got {self.dropout})"
-                )
-            self.dropout, self.pooling = 0.0, "last"  # the book's drop_rate and model(x)[:, -1, :]
+            self.pooling = "last"  # the book's model(x)[:, -1, :]
         check_choice("freeze", self.freeze, FREEZE_POLICIES)
         check_choice("pooling", self.pooling, POOLINGS)
         check_choice("lora_scaling", self.lora_scaling, ("book", "peft"))

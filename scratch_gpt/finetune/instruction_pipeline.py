@@ -53,6 +53,7 @@ from ..constants import LORA_TARGETS  # every Linear inside the blocks; the LM h
 from ..kernels import use_fast_kernels
 from ..training.checkpoints import ensure_writable_dir
 from ..training.config_checks import (
+    book_dropout,
     check_choice,
     check_int,
     check_number,
@@ -158,15 +159,7 @@ class InstructFinetuneConfig:
 
     def __post_init__(self) -> None:
         reject_non_finite(self)
-        if not isinstance(self.book_conventions, bool):
-            raise ValueError(f"book_conventions must be True or False, got {self.book_conventions!r}")
-        if self.book_conventions:
-            if self.dropout not in (None, 0.0):
-                raise ValueError(
-                    f"the book fine-tunes with dropout 0.0; leave dropout unset with book_conventions=True "
-                    f"(got {self.dropout})"
-                )
-            self.dropout = 0.0
+        self.dropout = book_dropout(self.book_conventions, self.dropout)  # the book's drop_rate 0.0
         for name in ("epochs", "batch_size", "eval_freq", "eval_iter", "max_new_tokens"):
             check_int(name, getattr(self, name))
         for name in ("max_steps", "lora_rank"):

@@ -69,6 +69,19 @@ def check_choice(name: str, value: Any, choices: Iterable[Any]) -> None:
         raise ValueError(f"{name} must be one of {choices}, got {value!r}")
 
 
+def book_dropout(book_conventions: Any, dropout: float | None) -> float | None:
+    """The dropout a fine-tuning run uses: unchanged, or the book's 0.0 when ``book_conventions`` is on."""
+    if not isinstance(book_conventions, bool):
+        raise ValueError(f"book_conventions must be True or False, got {book_conventions!r}")
+    if not book_conventions:
+        return dropout
+    if dropout not in (None, 0.0):
+        raise ValueError(
+            f"the book fine-tunes with dropout 0.0; leave dropout unset with book_conventions=True (got {dropout})"
+        )
+    return 0.0
+
+
 def reject_non_finite(config: Any) -> None:
     """Every float in the dataclass ``config`` (also inside tuples and lists) is finite: no NaN, no infinity."""
     for item in dataclasses.fields(config):
