@@ -1,5 +1,5 @@
-"""Data-parallel (DDP) vs sharded (FSDP2) pretraining speed, through ``pretrain`` under ``accelerate launch``
-(issue 14); figures go to docs/distributed.md.
+"""Data-parallel (DDP) vs sharded (FSDP2) pretraining speed, through ``pretrain`` under ``accelerate launch``;
+figures go to docs/distributed.md.
 
 Run from the repository root: ``python benchmarks/bench_distributed.py [--quick]``. It launches itself as workers
 (``accelerate launch``) and prints one summary:

@@ -1,4 +1,4 @@
-"""Sharded (FSDP2) pretraining under ``accelerate launch`` on CPU/gloo (issue 14): training.fsdp and
+"""Sharded (FSDP2) pretraining under ``accelerate launch`` on CPU/gloo: training.fsdp and
 training.sharded_checkpoints.
 
 The multi-process tests share one set of runs (a module fixture), all of the same tiny model, data and settings:

@@ -44,7 +44,7 @@ def _quickstart() -> str:
 
 
 def test_quickstart_tells_a_newcomer_what_to_expect():
-    """The frictions of a first hour (issue 12) stay fixed: how long the tests take, how torch gets installed on
+    """The frictions of a newcomer's first hour stay fixed: how long the tests take, how torch gets installed on
     CPU-only and CUDA machines, where the data comes from, what a working demo prints, and a generate command
     that samples the way the demo suggests (greedy decoding made "the a a a")."""
     from scratch_gpt.training.demo import continue_command
