@@ -96,13 +96,13 @@ def build_pair(case: Case, seed: int = 0) -> tuple[ScratchGPTForCausalLM, GPT2LM
 
 
 def core_model(ours: ScratchGPTForCausalLM) -> GPTModel:
-    """The plain book-style ``GPTModel`` (with ``out_head``) sharing ``ours``' weights."""
+    """The plain book-style ``GPTModel`` (with ``out_head``) sharing ``ours``' weights, on the same fast kernels."""
     core = GPTModel(ours.config, with_lm_head=True)
     state = {
         name.removeprefix("transformer.gpt."): t for name, t in ours.state_dict().items() if "gpt." in name
     }
     core.load_state_dict({**state, "out_head.weight": ours.lm_head.weight})
-    return core.eval()
+    return use_fast_kernels(core).eval()
 
 
 def random_ids(case: Case, seed: int = 0) -> torch.Tensor:
