@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -31,19 +30,13 @@ import time
 from pathlib import Path
 
 import torch
+from machine_info import cpu_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     gpus = torch.cuda.device_count()
     gpu = f", {gpus} x {torch.cuda.get_device_name()}" if gpus else ""
     return f"{cpu}, {os.cpu_count()} cores{gpu}, torch {torch.__version__}"

@@ -23,11 +23,11 @@ import argparse
 import json
 import math
 import os
-import platform
 import time
 from pathlib import Path
 
 import torch
+from machine_info import machine
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("SCRATCH_GPT_DATA", REPO_ROOT.parent / "shared" / "data"))
@@ -37,18 +37,6 @@ def gpt2_bpe():
     from scratch_gpt import BPETokenizer
 
     return BPETokenizer.from_gpt2_files(DATA_DIR / "encoder.json", DATA_DIR / "vocab.bpe")
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
 def verdict(args: argparse.Namespace) -> dict:

@@ -22,11 +22,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
 import torch
+from machine_info import machine
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("SCRATCH_GPT_DATA", REPO_ROOT.parent / "shared" / "data"))
@@ -57,18 +57,6 @@ QUICK_BOOK_EVALS = [
 ]  # fmt: skip
 QUICK_SIZES = dict(n_positions=64, n_embd=64, n_head=4, n_layer=2)
 FULL_SIZES = dict(n_positions=256, n_embd=768, n_head=12, n_layer=12)  # GPT_CONFIG_124M, context 256
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
 def run(quick: bool, output_dir: str, epochs: int) -> dict:
