@@ -75,6 +75,28 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture
+def onednn_calls(monkeypatch):
+    """Counts the products that reach the oneDNN kernel (``scratch_gpt.kernels.linear``), by input shape.
+
+    The size threshold is lifted, so tiny test layers use it too, and ``use_fast_kernels`` is told oneDNN is the
+    faster kernel (its timing is for real model sizes)."""
+    import scratch_gpt.kernels
+    from scratch_gpt.kernels import linear as linear_module
+
+    monkeypatch.setattr(linear_module, "MIN_ONEDNN_WEIGHTS", 0)
+    monkeypatch.setattr(scratch_gpt.kernels, "onednn_is_faster", lambda out_features, in_features: True)
+    calls = []
+    real = linear_module._onednn_forward
+
+    def counting(x, weight, bias):
+        calls.append(tuple(x.shape))
+        return real(x, weight, bias)
+
+    monkeypatch.setattr(linear_module, "_onednn_forward", counting)
+    return calls
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """The reference data folder (skips the test if it is missing)."""

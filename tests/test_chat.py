@@ -266,6 +266,14 @@ def test_chat_with_model_dir_adds_the_template(tmp_path):
     assert console.calls[1][0] == GREETING and "/help" in GREETING
 
 
+def test_chat_with_model_dir_runs_on_the_fast_cpu_kernels(tmp_path, onednn_calls):
+    """On a CPU the chat's model is put on ``use_fast_kernels``: its products reach the oneDNN kernel."""
+    folder = save_tiny_checkpoint(tmp_path / "model")
+    console = Console(["Name a color."])
+    chat_with_model_dir(folder, input_fn=console.input, output_fn=console.output, max_new_tokens=3)
+    assert onednn_calls, "no product reached the fast kernel"
+
+
 def test_chat_opens_with_help_and_notes_empty_answers(model, tokenizer, monkeypatch):
     monkeypatch.setattr(chat_module, "stream_response", lambda *args, **kwargs: iter(["", " "]))
     console = Console(["Name a color."])

@@ -15,6 +15,7 @@ from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
 from scratch_gpt.cli import main
 from scratch_gpt.hub.inference import generate_from_pretrained
+from scratch_gpt.kernels import linear as linear_module
 from scratch_gpt.modeling_scratch_gpt import ScratchGPTForCausalLM
 
 VOCAB_SIZE = 257  # 256 bytes + <|endoftext|>
@@ -86,6 +87,23 @@ def test_generate_greedy_matches_gpt2(gpt2_dir, tmp_path, capsys):
     assert printed.startswith("Hello")
     # the same command on the GPT-2 folder itself gives the same text
     assert generate_from_pretrained(gpt2_dir, "Hello", max_new_tokens=8) == printed
+
+
+@pytest.mark.skipif(
+    linear_module._ONEDNN_LINEAR is None, reason="this PyTorch build has no oneDNN linear kernel"
+)
+def test_generate_runs_on_the_fast_cpu_kernels_with_the_same_text(gpt2_dir, tmp_path, onednn_calls):
+    """On a CPU, ``generate`` puts the model on ``use_fast_kernels``: its products reach oneDNN, and the greedy
+    text is still the stock GPT-2's on the same weights."""
+    main(["convert", "--from-gpt2", str(gpt2_dir), "--output", str(tmp_path / "ours")])
+    text = generate_from_pretrained(tmp_path / "ours", "Hello", max_new_tokens=8)
+    assert len(onednn_calls) >= 8 * (2 * 6 + 1)  # per new token: 6 products per block and the output head
+    tok = byte_tokenizer()
+    ids = tok("Hello", return_tensors="pt")["input_ids"]
+    expected = GPT2LMHeadModel.from_pretrained(gpt2_dir).generate(
+        ids, max_new_tokens=8, do_sample=False, pad_token_id=256, eos_token_id=256
+    )
+    assert text == tok.decode(expected[0], skip_special_tokens=True)
 
 
 def test_generate_sampling_is_repeatable_with_seed(gpt2_dir):

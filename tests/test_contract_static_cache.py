@@ -83,3 +83,27 @@ def test_inductor_compiled_decoding_gives_the_same_tokens():
     assert_same_generation(
         compiled_generate(ours, prompt, backend="inductor"), ours.generate(prompt, **GREEDY)
     )
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    shutil.which("g++") is None and shutil.which("c++") is None,
+    reason="torch.compile's inductor backend on CPU needs a C++ compiler (g++); install build-essential",
+)
+def test_compiled_decoding_on_the_fast_kernels_keeps_them_and_the_tokens(onednn_calls):
+    """``use_fast_kernels`` survives compilation: inductor's compiled decoding step still calls the oneDNN
+    product (a registered operator, not a graph break), and gives GPT-2's tokens and the dynamic cache's logits."""
+    from scratch_gpt.kernels import use_fast_kernels
+
+    gpt2, ours = gpt2_pair("sdpa")
+    prompt = random_ids(1, 5)
+    expected = ours.generate(prompt, **GREEDY)
+    use_fast_kernels(ours)
+    torch._dynamo.reset()
+    compiled = compiled_generate(ours, prompt, backend="inductor")
+    decoding_steps = GREEDY["max_new_tokens"] - 1  # the prefill runs eagerly, the rest compiled
+    layers = 6 * ours.config.n_layer + 1  # q, k, v, out, fc_in, fc_out per block, and the output head
+    assert len(onednn_calls) >= layers * (1 + decoding_steps)
+    assert_same_generation(compiled, expected)
+    theirs = compiled_generate(gpt2, prompt, backend="inductor")
+    assert torch.equal(compiled.sequences, theirs.sequences)

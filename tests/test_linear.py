@@ -1,5 +1,7 @@
 """Linear against nn.Linear: the same outputs and gradients, and F.linear wherever oneDNN must not run."""
 
+import shutil
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,21 +13,6 @@ from scratch_gpt.kernels.linear import Linear, linear, onednn_linear_enabled, se
 needs_onednn = pytest.mark.skipif(
     linear_module._ONEDNN_LINEAR is None, reason="this PyTorch build has no oneDNN linear kernel"
 )
-
-
-@pytest.fixture
-def onednn_calls(monkeypatch):
-    """Counts the products that reach oneDNN; the size threshold is lifted, so the small test layers use it."""
-    monkeypatch.setattr(linear_module, "MIN_ONEDNN_WEIGHTS", 0)
-    calls = []
-    real = linear_module._onednn_forward
-
-    def counting(x, weight, bias):
-        calls.append(tuple(x.shape))
-        return real(x, weight, bias)
-
-    monkeypatch.setattr(linear_module, "_onednn_forward", counting)
-    return calls
 
 
 def _pair(in_features=24, out_features=40, bias=True, seed=0):
@@ -171,16 +158,70 @@ def test_linear_function_matches_f_linear_without_a_module():
     torch.testing.assert_close(linear(x, weight), F.linear(x, weight), rtol=1e-5, atol=1e-5)
 
 
+def _graph_targets(module, *args):
+    """Compile ``module`` with dynamo (no C++ needed) and return the call targets of the one graph it captures."""
+    graphs = []
+
+    def record(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    torch._dynamo.reset()
+    out = torch.compile(module, backend=record, fullgraph=True)(*args)
+    assert len(graphs) == 1
+    return out, {node.target for node in graphs[0].graph.nodes if node.op == "call_function"}
+
+
 @needs_onednn
-def test_torch_compile_uses_the_compilers_kernels(onednn_calls):
-    """Inside ``torch.compile`` the layer is plain ``F.linear``, so the compiler sees (and fuses) an ordinary
-    linear layer; the result equals eager mode."""
+def test_torch_compile_keeps_the_onednn_product_as_one_operator(onednn_calls):
+    """Under ``torch.compile`` the product stays on oneDNN: dynamo records ``scratch_gpt::onednn_linear`` as one node
+    (fullgraph, no break), and the compiled forward and backward passes equal nn.Linear's."""
     ours, ref = _pair()
-    compiled = torch.compile(ours, backend="eager")  # dynamo tracing only: fast, no C++ compiler needed
-    x = torch.randn(3, 24)
+    x = torch.randn(2, 3, 24)
     with torch.no_grad():
-        torch.testing.assert_close(compiled(x), ref(x), rtol=1e-5, atol=1e-5)
-    assert onednn_calls == []
+        out, targets = _graph_targets(ours, x)
+    torch.testing.assert_close(out, ref(x), rtol=1e-5, atol=1e-5)
+    assert torch.ops.scratch_gpt.onednn_linear in targets
+    assert F.linear not in targets and torch._C._nn.linear not in targets
+    assert onednn_calls == [(2, 3, 24)]
+
+    for backend in (
+        "aot_eager",
+        "inductor",
+    ):  # aot_eager: the registered backward; inductor: the real compiler
+        if backend == "inductor" and shutil.which("g++") is None:
+            continue
+        torch._dynamo.reset()
+        ours.zero_grad(), ref.zero_grad()
+        x_ours, x_ref = x.clone().requires_grad_(), x.clone().requires_grad_()
+        torch.compile(ours, backend=backend, fullgraph=True)(x_ours).square().sum().backward()
+        ref(x_ref).square().sum().backward()
+        torch.testing.assert_close(x_ours.grad, x_ref.grad, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(ours.weight.grad, ref.weight.grad, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(ours.bias.grad, ref.bias.grad, rtol=1e-5, atol=1e-5)
+
+
+@needs_onednn
+def test_torch_compile_leaves_f_linear_where_onednn_does_not_run():
+    """Small layers (under the size threshold) and float64 compile to the ordinary linear layer."""
+    small = Linear(24, 40)
+    with torch.no_grad():
+        _, targets = _graph_targets(small, torch.randn(2, 24))
+    assert torch.ops.scratch_gpt.onednn_linear not in targets
+
+
+@needs_onednn
+def test_the_operator_passes_torchs_operator_checks():
+    """``torch.library.opcheck``: schema, fake kernel (shapes and strides), autograd registration, and that the
+    operator works under dynamo and AOT autograd, for 1-, 2- and 3-dimensional inputs, with and without bias."""
+    torch.manual_seed(0)
+    weight = torch.randn(40, 24, requires_grad=True)
+    bias = torch.randn(40, requires_grad=True)
+    for shape in [(24,), (5, 24), (2, 3, 24)]:
+        for b in (bias, None):
+            x = torch.randn(*shape, requires_grad=True)
+            results = torch.library.opcheck(torch.ops.scratch_gpt.onednn_linear.default, (x, weight, b))
+            assert set(results.values()) == {"SUCCESS"}, results
 
 
 def test_models_ship_plain_linears_and_use_fast_kernels_switches_every_one():

@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from ..generation import context_length, generate_stream
+from ..kernels import use_fast_kernels
 from ..tokenizer_protocol import end_of_text_id
 from .instruction_data import ALPACA_PREAMBLE, RESPONSE_HEADER, format_input
 
@@ -402,12 +403,16 @@ def load_model_and_tokenizer(
 def chat_with_model_dir(model_dir: str | os.PathLike[str], **chat_kwargs: Any) -> list[Mapping[str, str]]:
     """``load_model_and_tokenizer(model_dir)`` then ``chat(model, tokenizer, **chat_kwargs)``.
 
+    On a CPU the model's linear layers run on ``scratch_gpt.kernels``' faster product (``use_fast_kernels``).
+
     A tokenizer without a chat template was not instruction-tuned by ``finetune-instruct`` (which saves one):
     the chat opens with a warning saying so (``not_instruction_tuned_warning``), and the tokenizer gets
     ``CHAT_TEMPLATE`` in memory only (nothing is written).
     """
     device = chat_kwargs.pop("device", None)
     model, tokenizer = load_model_and_tokenizer(model_dir, device=device)
+    if model.device.type == "cpu":
+        use_fast_kernels(model)  # the same math on the faster CPU product (scratch_gpt.kernels)
     if not getattr(tokenizer, "chat_template", None):
         chat_kwargs.setdefault("notice", not_instruction_tuned_warning(model_dir))
         add_chat_template(tokenizer)

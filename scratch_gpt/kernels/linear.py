@@ -13,22 +13,26 @@ any other). Only the kernel that multiplies differs:
   compiler picks for linear layers on CPU. It uses every core and reads ``(out, in)`` weights at full speed.
   docs/benchmarks.md has the measurements (batch-1 generation and training steps).
 
+The product is registered as one PyTorch operator, ``torch.ops.scratch_gpt.onednn_linear`` (with a fake kernel for
+its output shape and the textbook backward pass), so that ``torch.compile`` keeps it: dynamo records it as a single
+node of the graph, where it would otherwise send ``F.linear`` to MKL's single-core product. Compiled static-cache
+decoding (``generate(cache_implementation="static", compile_config=...)``) runs on oneDNN that way.
+
 oneDNN runs only where it pays and is known to be right:
 
 * weights of at least ``MIN_ONEDNN_WEIGHTS`` elements (a oneDNN call has a fixed cost of ~17 us, which MKL beats
   on small layers);
-* ``float32`` tensors on an x86-64 CPU (where it was measured), plain ``torch.Tensor`` inputs and weights (not fake,
+* ``float32`` tensors on an x86-64 CPU (where it was measured), plain ``torch.Tensor`` inputs and weights (not
   meta or distributed tensor subclasses);
-* outside ``torch.autocast`` (which casts ``F.linear``'s inputs to ``bfloat16``) and ``torch.compile`` (which picks
-  its own kernels), in a PyTorch build that has the op, with ``torch.backends.mkldnn`` enabled.
+* outside ``torch.autocast`` (which casts ``F.linear``'s inputs to ``bfloat16``), in a PyTorch build that has the
+  op, with ``torch.backends.mkldnn`` enabled.
 
 Everything else — GPUs, ``bfloat16``, a build without oneDNN, or after ``set_onednn_linear(False)`` — runs
 ``F.linear``. The two kernels add in different orders, so results agree to float32 rounding (about 1e-6
 relative), not bit for bit.
 
-Gradients: when autograd needs them, the forward pass runs through ``_OneDNNLinearFunction`` and the backward
-pass is the textbook one: ``dL/dx = g @ W`` (a linear layer with weight ``W.T``, so oneDNN again),
-``dL/dW = g.T @ x`` (``torch.mm``, faster there), ``dL/db = sum(g)``.
+Gradients (registered with the operator): ``dL/dx = g @ W`` (a linear layer with weight ``W.T``, so oneDNN
+again), ``dL/dW = g.T @ x`` (``torch.mm``, faster there), ``dL/db = sum(g)``.
 
 Not here: quantized or low-rank layers (see ``lora.py``), fused query/key/value projections.
 """
@@ -84,26 +88,40 @@ def _uses_onednn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
         and x.numel() > 0
         and weight.numel() >= MIN_ONEDNN_WEIGHTS
         and not torch.is_autocast_enabled("cpu")  # mixed precision: F.linear casts to the autocast dtype
-        and not torch.compiler.is_compiling()
     )
 
 
-class _OneDNNLinearFunction(torch.autograd.Function):
-    """``x @ W.T + b`` through oneDNN, with the textbook backward pass."""
+def _define_op() -> None:
+    """Register ``scratch_gpt::onednn_linear``: the oneDNN product as one PyTorch operator.
 
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    As an operator (rather than a Python call) the product is visible to ``torch.compile``: dynamo records it in
+    the graph as a single opaque node (the fake kernel below gives the compiler its output shape), so compiled
+    code — for example transformers' compiled static-cache decoding — multiplies on oneDNN too, instead of
+    falling back to MKL's single-core product. The same operator serves eager mode.
+    """
+    if hasattr(torch.ops.scratch_gpt, "onednn_linear"):  # already registered (a reloaded module)
+        return
+    library = torch.library.Library("scratch_gpt", "FRAGMENT")
+    library.define("onednn_linear(Tensor x, Tensor weight, Tensor? bias) -> Tensor")
+    library.impl("onednn_linear", lambda x, weight, bias: _onednn_forward(x, weight, bias), "CPU")
+    _LIBRARIES.append(library)  # a Library object unregisters its operators when it is garbage-collected
+
+    @torch.library.register_fake("scratch_gpt::onednn_linear")
+    def _(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        return x.new_empty((*x.shape[:-1], weight.shape[0]))  # (..., in) -> (..., out)
+
+    def setup_context(ctx, inputs: tuple, output: torch.Tensor) -> None:
+        x, weight, bias = inputs
         ctx.save_for_backward(x, weight)
         ctx.has_bias = bias is not None
-        return _onednn_forward(x, weight, bias)
 
-    @staticmethod
     def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        # The textbook backward pass of y = x @ W.T + b.
         x, weight = ctx.saved_tensors
         grad_2d = grad_out.reshape(-1, grad_out.shape[-1])  # (N, out), N = all leading dimensions
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:  # g @ W is itself a linear layer, with weight W.T: oneDNN again
-            grad_x = _onednn_forward(grad_2d, weight.t(), None)  # (N, out) @ (out, in) -> (N, in)
+            grad_x = torch.ops.scratch_gpt.onednn_linear(grad_2d, weight.t(), None)  # (N, out) @ (out, in)
             grad_x = grad_x.view(x.shape)  # (..., in)
         if ctx.needs_input_grad[1]:
             grad_w = grad_2d.t() @ x.reshape(-1, x.shape[-1])  # (out, N) @ (N, in) -> (out, in)
@@ -111,17 +129,19 @@ class _OneDNNLinearFunction(torch.autograd.Function):
             grad_b = grad_2d.sum(0)  # (out,)
         return grad_x, grad_w, grad_b
 
+    torch.library.register_autograd("scratch_gpt::onednn_linear", backward, setup_context=setup_context)
+
+
+_LIBRARIES: list[torch.library.Library] = []
+if _ONEDNN_LINEAR is not None:
+    _define_op()
+
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """``x @ weight.T + bias`` (``F.linear``'s contract): oneDNN for CPU ``float32``, else ``F.linear``."""
     if not _uses_onednn(x, weight, bias):
         return F.linear(x, weight, bias)
-    needs_grad = torch.is_grad_enabled() and (
-        x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)
-    )
-    if needs_grad:
-        return _OneDNNLinearFunction.apply(x, weight, bias)
-    return _onednn_forward(x, weight, bias)
+    return torch.ops.scratch_gpt.onednn_linear(x, weight, bias)
 
 
 class Linear(nn.Linear):
