@@ -116,9 +116,24 @@ class ScratchGPTPreTrainedModel(PreTrainedModel):
 
     def save_pretrained(self, save_directory: Any, *args: Any, **kwargs: Any) -> Any:
         """``PreTrainedModel.save_pretrained``, plus an ``auto_map`` that lets every Auto class load the checkpoint
-        with ``trust_remote_code=True`` where scratch_gpt is not installed (this file and its siblings are copied)."""
+        with ``trust_remote_code=True`` where scratch_gpt is not installed (this file and its siblings are copied).
+
+        A model that PyTorch has re-classed at run time (FSDP2's ``fully_shard`` turns ``ScratchGPTForCausalLM``
+        into a generated ``FSDPScratchGPTForCausalLM``, as ``Trainer`` with FSDP does) is saved as its own class:
+        otherwise transformers would name the generated class in ``auto_map`` and copy PyTorch's FSDP source as
+        the remote code, and the folder would not load.
+        """
         self.config.auto_map = dict(AUTO_MAP)
-        return super().save_pretrained(save_directory, *args, **kwargs)
+        run_time_class = type(self)
+        own_class = next(c for c in run_time_class.__mro__ if c.__module__.split(".")[0] != "torch")
+        if own_class is run_time_class:
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        # Only for the save: the wrapper's hooks and state live on the instance, not on the class.
+        self.__class__ = own_class
+        try:
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        finally:
+            self.__class__ = run_time_class
 
 
 class ScratchGPTModel(ScratchGPTPreTrainedModel):

@@ -289,7 +289,7 @@ TRAINER_WORKER = textwrap.dedent(
     from torch.distributed.fsdp import FSDPModule
     from scratch_gpt import ScratchGPTForCausalLM
     from transformers import Trainer, TrainingArguments
-    from scratch_gpt.training.fsdp import consolidated_model, shard_on_cpu
+    from scratch_gpt.training.fsdp import shard_on_cpu
 
     out, batch = Path(sys.argv[1]), int(sys.argv[2])
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
@@ -320,12 +320,8 @@ TRAINER_WORKER = textwrap.dedent(
         trainer = CPUFSDPTrainer(model=model, args=args, train_dataset=rows)
         trainer.train()
         units = sum(isinstance(m, FSDPModule) for m in trainer.model_wrapped.modules())
-        if name == "full":  # gather the shards into an ordinary model (Trainer.save_model would save FSDP's class)
-            final = consolidated_model(trainer.model_wrapped, trainer.accelerator) if world > 1 else model
-            if rank == 0:
-                final.save_pretrained(str(out / "full" / "final"))
-        else:
-            trainer.save_model(str(out / "lora" / "final"))  # the adapter, gathered (FULL_STATE_DICT)
+        # FULL_STATE_DICT: Trainer gathers the shards; the full model is saved as our own class, not FSDP's
+        trainer.save_model(str(out / name / "final"))
         summary[name] = {{"losses": [r["loss"] for r in trainer.state.log_history if "loss" in r], "units": units}}
     if rank == 0:
         (out / "summary.json").write_text(json.dumps(summary))
@@ -361,7 +357,13 @@ def test_trainer_with_fsdp_settings_and_peft_lora_under_fsdp(tmp_path):
     for name in ("full", "lora"):  # measured: at most 5e-7 apart
         assert sharded[name]["losses"] == pytest.approx(single[name]["losses"], abs=2e-5, rel=0)
     assert single["full"]["losses"][-1] < single["full"]["losses"][0]
-    # the consolidated model: an ordinary folder with the 1-process run's weights (to rounding)
+    # trainer.save_model() of the sharded model: an ordinary folder (our auto_map and remote code, not FSDP's)
+    # with the 1-process run's weights (to rounding)
+    saved = json.loads((tmp_path / "two" / "full" / "final" / "config.json").read_text())
+    assert saved["architectures"] == ["ScratchGPTForCausalLM"]
+    assert saved["auto_map"]["AutoModelForCausalLM"] == "modeling_scratch_gpt.ScratchGPTForCausalLM"
+    assert (tmp_path / "two" / "full" / "final" / "modeling_scratch_gpt.py").is_file()
+    assert not list((tmp_path / "two" / "full" / "final").glob("*fsdp*.py"))
     register_auto_classes()  # main's lazy registration can miss the models (see the fsdp branch's report)
     a = AutoModelForCausalLM.from_pretrained(tmp_path / "two" / "full" / "final").eval()
     b = AutoModelForCausalLM.from_pretrained(tmp_path / "one" / "full" / "final").eval()

@@ -71,6 +71,31 @@ def test_untied_model_keeps_separate_head(tmp_path):
     torch.testing.assert_close(loaded.lm_head.weight, model.lm_head.weight)
 
 
+def test_a_model_re_classed_by_fsdp_saves_as_its_own_class(lm, tmp_path):
+    """FSDP2's ``fully_shard`` (and so ``Trainer`` with FSDP) swaps the model's class for a generated
+    ``FSDPScratchGPTForCausalLM`` (FSDPModule + ours, made in a torch module); ``save_pretrained`` on it writes our
+    auto_map and our remote-code files, not PyTorch's, and the model keeps its run-time class afterwards."""
+    from torch.distributed.fsdp import FSDPModule
+
+    run_time_class = type(f"FSDP{ScratchGPTForCausalLM.__name__}", (FSDPModule, ScratchGPTForCausalLM), {})
+    run_time_class.__module__ = FSDPModule.__module__  # as fully_shard builds it: type() in a torch module
+    lm.__class__ = run_time_class
+    lm.save_pretrained(tmp_path / "saved")
+    assert type(lm) is run_time_class
+    saved = json.loads((tmp_path / "saved" / "config.json").read_text())
+    assert saved["auto_map"]["AutoModelForCausalLM"] == "modeling_scratch_gpt.ScratchGPTForCausalLM"
+    assert all(".FSDP" not in target for target in saved["auto_map"].values()), saved["auto_map"]
+    assert saved["architectures"] == ["ScratchGPTForCausalLM"]
+    copied = {path.name for path in (tmp_path / "saved").glob("*.py")}
+    assert "modeling_scratch_gpt.py" in copied and not any("fsdp" in name for name in copied), copied
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path / "saved").eval()
+    assert type(loaded) is ScratchGPTForCausalLM
+    ids = random_ids(1, 5)
+    with torch.no_grad():
+        lm.__class__ = ScratchGPTForCausalLM
+        torch.testing.assert_close(loaded(ids).logits, lm(ids).logits, rtol=0, atol=0)
+
+
 def test_base_and_classifier_load_from_lm_checkpoint(lm, saved_lm):
     base, info = AutoModel.from_pretrained(saved_lm, output_loading_info=True)
     assert not info["missing_keys"]
