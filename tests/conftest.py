@@ -85,6 +85,7 @@ def onednn_calls(monkeypatch):
     from scratch_gpt.kernels import linear as linear_module
 
     monkeypatch.setattr(linear_module, "MIN_ONEDNN_WEIGHTS", 0)
+    monkeypatch.setattr(linear_module, "_f_linear_faster", set())
     monkeypatch.setattr(scratch_gpt.kernels, "onednn_is_faster", lambda out_features, in_features: True)
     calls = []
     real = linear_module._onednn_forward

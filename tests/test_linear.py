@@ -146,6 +146,29 @@ def test_small_layers_stay_on_f_linear_and_large_ones_use_onednn(monkeypatch):
     assert calls == [(1, 256)]
 
 
+@needs_onednn
+def test_use_fast_kernels_chooses_the_kernel_per_weight_shape(onednn_calls, monkeypatch):
+    """Each large weight shape is timed on its own: where F.linear measures faster (here: the most common shape)
+    those layers stay on F.linear, and the others still use oneDNN (a model's output head gains most from it)."""
+    import scratch_gpt.kernels
+    from scratch_gpt.kernels import use_fast_kernels
+
+    timed = []
+    monkeypatch.setattr(
+        scratch_gpt.kernels,
+        "onednn_is_faster",
+        lambda out_features, in_features: timed.append((out_features, in_features)) or out_features != 40,
+    )
+    model = nn.Sequential(nn.Linear(24, 40), nn.Linear(40, 40), nn.Linear(40, 40), nn.Linear(40, 90))
+    use_fast_kernels(model)
+    assert sorted(timed) == [(40, 24), (40, 40), (90, 40)]  # each shape once
+    with torch.no_grad():
+        model(torch.randn(3, 24))
+    assert onednn_calls == [(3, 40)]  # only the (90, 40) layer
+    use_fast_kernels(model, measure=False)  # no timing: the choices stand
+    assert len(timed) == 3
+
+
 def test_wrong_input_width_gives_torchs_shape_error():
     with pytest.raises(RuntimeError, match="cannot be multiplied"):
         Linear(24, 40)(torch.randn(2, 23))

@@ -21,7 +21,8 @@ decoding (``generate(cache_implementation="static", compile_config=...)``) runs 
 oneDNN runs only where it pays and is known to be right:
 
 * weights of at least ``MIN_ONEDNN_WEIGHTS`` elements (a oneDNN call has a fixed cost of ~17 us, which MKL beats
-  on small layers);
+  on small layers), of a shape where oneDNN was not measured slower (``prefer_f_linear_for``, which
+  ``use_fast_kernels`` calls per shape);
 * ``float32`` tensors on an x86-64 CPU (where it was measured), plain ``torch.Tensor`` inputs and weights (not
   meta or distributed tensor subclasses);
 * outside ``torch.autocast`` (which casts ``F.linear``'s inputs to ``bfloat16``), in a PyTorch build that has the
@@ -58,6 +59,19 @@ _onednn_enabled = _ONEDNN_LINEAR is not None
 MIN_ONEDNN_WEIGHTS = 1 << 17
 
 
+# Weight shapes (out, in) where F.linear measured faster than oneDNN on this machine (``use_fast_kernels`` times
+# each large shape of a model once per process): those layers keep F.linear.
+_f_linear_faster: set[tuple[int, int]] = set()
+
+
+def prefer_f_linear_for(shape: tuple[int, int], prefer: bool = True) -> None:
+    """Send products with an ``(out, in)`` weight of this shape to ``F.linear`` (``prefer=False``: to oneDNN again)."""
+    if prefer:
+        _f_linear_faster.add(tuple(shape))
+    else:
+        _f_linear_faster.discard(tuple(shape))
+
+
 def set_onednn_linear(enabled: bool) -> None:
     """Turn the oneDNN kernel for CPU ``float32`` linear layers on or off (on by default where it exists)."""
     global _onednn_enabled
@@ -87,6 +101,7 @@ def _uses_onednn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
         and x.shape[-1] == weight.shape[-1]  # a wrong shape gets F.linear's clear error
         and x.numel() > 0
         and weight.numel() >= MIN_ONEDNN_WEIGHTS
+        and (weight.shape[0], weight.shape[1]) not in _f_linear_faster
         and not torch.is_autocast_enabled("cpu")  # mixed precision: F.linear casts to the autocast dtype
     )
 
