@@ -100,7 +100,11 @@ def main() -> None:
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
     hf, fast, plain = build_models(args.quick)
-    print(f"use_fast_kernels measured here: oneDNN product {'on' if onednn_linear_enabled() else 'off'}")
+    kept = sorted(kernels_linear._f_linear_faster)  # weight shapes where F.linear measured faster here
+    print(
+        f"use_fast_kernels measured here: oneDNN product {'on' if onednn_linear_enabled() else 'off'}"
+        + (f", F.linear kept for weight shapes {kept}" if kept else ", for every large layer")
+    )
     prompt = torch.randint(0, hf.config.vocab_size - 1, (1, 4), generator=torch.Generator().manual_seed(1))
     methods = {
         "ours static+compile": make_generate(fast, prompt, new_tokens, args.backend),
