@@ -74,6 +74,8 @@ WORKER = textwrap.dedent(
         summary["logits_max_diff"] = float((plain_logits - sharded_logits).abs().max())
         summary["loaded_class"] = type(loaded).__name__
         (out / "summary.json").write_text(json.dumps(summary))
+    from scratch_gpt.training.launch import end_process_group
+    end_process_group()  # exit without gloo's shutdown abort
     """
 )
 
@@ -325,6 +327,8 @@ TRAINER_WORKER = textwrap.dedent(
         summary[name] = {{"losses": [r["loss"] for r in trainer.state.log_history if "loss" in r], "units": units}}
     if rank == 0:
         (out / "summary.json").write_text(json.dumps(summary))
+    from scratch_gpt.training.launch import end_process_group
+    end_process_group()  # exit without gloo's shutdown abort
     """
 )
 

@@ -121,6 +121,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     finally:
         restore()
+    from ..training.launch import end_process_group
+
+    end_process_group()  # under accelerate launch: exit cleanly (see training/launch.py)
     return int(result or 0)
 
 

@@ -1,0 +1,47 @@
+"""Tests for scratch_gpt.training.launch: the process group torn down, by the command line after success only."""
+
+from __future__ import annotations
+
+import torch.distributed as dist
+
+from scratch_gpt.cli import main
+from scratch_gpt.training import launch
+from scratch_gpt.training.launch import end_process_group
+
+
+def test_outside_a_launch_it_does_nothing():
+    assert not dist.is_initialized()
+    end_process_group()
+    assert not dist.is_initialized()
+
+
+def test_it_destroys_the_process_group(tmp_path):
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        assert dist.is_initialized()
+        end_process_group()
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def test_the_command_line_ends_the_group_after_success_only(tmp_path, monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr(launch, "end_process_group", lambda: calls.append("end"))
+    text = tmp_path / "text.txt"
+    text.write_text("hello world, hello tokens " * 20, encoding="utf-8")
+    tokenizer_dir = tmp_path / "tok"
+    assert main(["train-tokenizer", str(text), "--vocab-size", "300", "--output", str(tokenizer_dir)]) == 0
+    assert calls == ["end"]
+    missing = [
+        "train-tokenizer",
+        str(tmp_path / "missing.txt"),
+        "--vocab-size",
+        "300",
+        "--output",
+        str(tmp_path / "t2"),
+    ]
+    assert main(missing) == 1
+    assert calls == ["end"]  # a failed command leaves the group alone (its peers may be mid-collective)
+    capsys.readouterr()
