@@ -91,8 +91,9 @@ def test_book_ch06_and_ch07_quick_run_the_pipelines_in_book_mode(tmp_path):
 def test_bench_static_compile_quick_checks_tokens_and_prints_ratios():
     # aot_eager: the same fullgraph capture without inductor's C++ build, so the smoke run stays short
     out = _run("bench_static_compile.py", "--quick", "--backend", "aot_eager")
-    assert "same tokens from all four checked (16 new tokens, greedy)" in out
+    assert "same tokens from all five checked (16 new tokens, greedy)" in out
     assert re.search(r"median speed ratio ours/hf \(static\+compile\) = \d+\.\d+", out), out
     assert re.search(r"median speed ratio ours plain/hf \(static\+compile\) = \d+\.\d+", out), out
+    assert re.search(r"median speed ratio ours/hf fast-head \(static\+compile\) = \d+\.\d+", out), out
     assert re.search(r"median speed ratio ours static\+compile / ours dynamic = \d+\.\d+", out), out
     assert "use_fast_kernels measured here: oneDNN product" in out
