@@ -390,6 +390,78 @@ def test_trainer_with_fsdp_settings_and_peft_lora_under_fsdp(tmp_path):
     assert any(la[k].abs().max() > 0 for k in la if "lora_B" in k)  # lora_B starts at zero: it trained
 
 
+NAN_WORKER = textwrap.dedent(
+    """
+    import json, math, os, sys
+    import torch
+    torch.set_num_threads(1)
+    sys.path.insert(0, {tests!r})
+    from test_pretrain import datasets_for, new_model, patterned_ids, quiet
+    from scratch_gpt.training.launch import end_process_group
+    from scratch_gpt.training.pretrain import NonFiniteError, pretrain
+
+    out, mode = sys.argv[1], sys.argv[2]
+    rank = int(os.environ.get("RANK", "0"))
+    train, val = datasets_for(patterned_ids(1600))
+    model = new_model()
+    training_forwards = []
+
+    def poison(module, args, output):  # process 1 only, its 3rd training forward: NaN logits there alone
+        if module.training:
+            training_forwards.append(1)
+            if rank == 1 and len(training_forwards) == 3:
+                return output * float("nan")
+
+    model.lm_head.register_forward_hook(poison)
+    cfg = quiet(out, max_steps=5, batch_size=2, eval_interval=100, save_interval=None, learning_rate=2e-3,
+                warmup_steps=1, on_nonfinite=mode)
+    try:
+        result = pretrain(model, train, val, cfg)
+    except NonFiniteError as err:
+        print(json.dumps({{"rank": rank, "stopped": str(err)}}), flush=True)
+        end_process_group()
+        sys.exit(3)
+    finite = all(bool(torch.isfinite(p.full_tensor() if hasattr(p, "full_tensor") else p).all())
+                 for p in model.parameters())
+    print(json.dumps({{"rank": rank, "skipped": result.extra["skipped_steps"], "steps": result.step,
+                      "finite": finite}}), flush=True)
+    end_process_group()
+    """
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["stop", "skip"])
+def test_a_nan_on_one_process_stops_or_skips_on_every_process_alike(tmp_path, mode):
+    """A non-finite loss on one process only (rank 1, step 3) is seen by every process at the same step: the loss is
+    averaged across processes and the gradient norm is taken over the reduced gradients. With "stop" every process
+    raises NonFiniteError naming step 3 (none is left waiting in a collective: the launch ends, it does not hang);
+    with "skip" every process skips step 3 and finishes with finite weights."""
+    script = tmp_path / "nan_worker.py"
+    script.write_text(NAN_WORKER.format(tests=str(REPO_ROOT / "tests")))
+    proc = subprocess.run(
+        [_launcher(), "launch", "--use_fsdp", "--fsdp_version", "2", "--num_processes", "2", "--num_machines", "1",
+         "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29597", str(script),
+         str(tmp_path / "run"), mode],
+        capture_output=True, text=True, timeout=300, cwd=REPO_ROOT, env=_env(),
+    )  # fmt: skip
+    reports = {}
+    for line in proc.stdout.splitlines():
+        if line.startswith("{"):
+            report = json.loads(line)
+            reports[report["rank"]] = report
+    assert sorted(reports) == [0, 1], proc.stdout[-2000:] + proc.stderr[-3000:]
+    if mode == "stop":
+        assert proc.returncode != 0
+        for report in reports.values():
+            assert "training stopped at step 3" in report["stopped"], report
+            assert "nan" in report["stopped"]
+    else:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        for report in reports.values():
+            assert report["skipped"] == [3] and report["steps"] == 5 and report["finite"], report
+
+
 def test_the_documented_accelerate_config_recipes_are_valid_fsdp2_configs(tmp_path):
     """The two YAML recipes of docs/distributed.md load with accelerate's own config reader, as FSDP2 configs
     that wrap the model's block class (the recipes are documented, not run: that needs GPUs)."""
