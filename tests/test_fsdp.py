@@ -392,7 +392,8 @@ def test_trainer_with_fsdp_settings_and_peft_lora_under_fsdp(tmp_path):
 
 NAN_WORKER = textwrap.dedent(
     """
-    import json, math, os, sys
+    import json, os, sys
+    from pathlib import Path
     import torch
     torch.set_num_threads(1)
     sys.path.insert(0, {tests!r})
@@ -417,14 +418,14 @@ NAN_WORKER = textwrap.dedent(
                 warmup_steps=1, on_nonfinite=mode)
     try:
         result = pretrain(model, train, val, cfg)
-    except NonFiniteError as err:
-        print(json.dumps({{"rank": rank, "stopped": str(err)}}), flush=True)
+    except NonFiniteError as err:  # each process reports in its own file (their stdout lines interleave)
+        (Path(out).parent / f"report_{{rank}}.json").write_text(json.dumps({{"rank": rank, "stopped": str(err)}}))
         end_process_group()
         sys.exit(3)
     finite = all(bool(torch.isfinite(p.full_tensor() if hasattr(p, "full_tensor") else p).all())
                  for p in model.parameters())
-    print(json.dumps({{"rank": rank, "skipped": result.extra["skipped_steps"], "steps": result.step,
-                      "finite": finite}}), flush=True)
+    report = {{"rank": rank, "skipped": result.extra["skipped_steps"], "steps": result.step, "finite": finite}}
+    (Path(out).parent / f"report_{{rank}}.json").write_text(json.dumps(report))
     end_process_group()
     """
 )
@@ -446,10 +447,9 @@ def test_a_nan_on_one_process_stops_or_skips_on_every_process_alike(tmp_path, mo
         capture_output=True, text=True, timeout=300, cwd=REPO_ROOT, env=_env(),
     )  # fmt: skip
     reports = {}
-    for line in proc.stdout.splitlines():
-        if line.startswith("{"):
-            report = json.loads(line)
-            reports[report["rank"]] = report
+    for path in sorted(tmp_path.glob("report_*.json")):
+        report = json.loads(path.read_text())
+        reports[report["rank"]] = report
     assert sorted(reports) == [0, 1], proc.stdout[-2000:] + proc.stderr[-3000:]
     if mode == "stop":
         assert proc.returncode != 0
