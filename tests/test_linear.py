@@ -169,6 +169,14 @@ def test_use_fast_kernels_chooses_the_kernel_per_weight_shape(onednn_calls, monk
     assert len(timed) == 3
 
 
+@pytest.mark.parametrize("shape", [5, (5,), (5, 0), (5, -1), (5.0, 3), (True, 3), (1, 2, 3), None])
+def test_prefer_f_linear_for_rejects_what_is_not_a_weight_shape(shape):
+    before = set(linear_module._f_linear_faster)
+    with pytest.raises(ValueError, match=r"two positive ints, got .*tuple\(layer.weight.shape\)"):
+        linear_module.prefer_f_linear_for(shape)
+    assert linear_module._f_linear_faster == before  # nothing recorded
+
+
 def test_wrong_input_width_gives_torchs_shape_error():
     with pytest.raises(RuntimeError, match="cannot be multiplied"):
         Linear(24, 40)(torch.randn(2, 23))

@@ -66,6 +66,15 @@ _f_linear_faster: set[tuple[int, int]] = set()
 
 def prefer_f_linear_for(shape: tuple[int, int], prefer: bool = True) -> None:
     """Send products with an ``(out, in)`` weight of this shape to ``F.linear`` (``prefer=False``: to oneDNN again)."""
+    if not (
+        isinstance(shape, (tuple, list))
+        and len(shape) == 2
+        and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape)
+    ):
+        raise ValueError(
+            f"shape must be a weight's (out_features, in_features), two positive ints, got {shape!r}; "
+            "e.g. tuple(layer.weight.shape)"
+        )
     if prefer:
         _f_linear_faster.add(tuple(shape))
     else:
