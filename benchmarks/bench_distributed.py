@@ -49,7 +49,7 @@ def worker(args: argparse.Namespace) -> None:
     """Train ``args.steps`` steps with ``pretrain`` on random tokens; rank 0 writes timings to ``args.result``."""
     from scratch_gpt import ScratchGPTConfig, ScratchGPTForCausalLM
     from scratch_gpt.data.sliding_window import GPTDatasetV1
-    from scratch_gpt.training.launch import end_process_group
+    from scratch_gpt.training.launch import end_process_group, exit_process
     from scratch_gpt.training.pretrain import PretrainConfig, pretrain
 
     if not torch.cuda.is_available():
@@ -99,7 +99,8 @@ def worker(args: argparse.Namespace) -> None:
                   "mfu_per_gpu": tok_s * flops_per_token / (args.peak_tflops * 1e12 * world)}  # fmt: skip
         Path(args.result).write_text(json.dumps(result))
         shutil.rmtree(cfg.output_dir, ignore_errors=True)
-    end_process_group()  # exit without gloo's shutdown abort (training/launch.py)
+    if end_process_group():
+        exit_process(0)  # without Python's shutdown, where gloo can abort (training/launch.py)
 
 
 # ---------------------------------------------------------------- the driver

@@ -74,8 +74,9 @@ WORKER = textwrap.dedent(
         summary["logits_max_diff"] = float((plain_logits - sharded_logits).abs().max())
         summary["loaded_class"] = type(loaded).__name__
         (out / "summary.json").write_text(json.dumps(summary))
-    from scratch_gpt.training.launch import end_process_group
-    end_process_group()  # exit without gloo's shutdown abort
+    from scratch_gpt.training.launch import end_process_group, exit_process
+    end_process_group()
+    exit_process(0)  # without Python's shutdown, where gloo can abort (training/launch.py)
     """
 )
 
@@ -327,8 +328,9 @@ TRAINER_WORKER = textwrap.dedent(
         summary[name] = {{"losses": [r["loss"] for r in trainer.state.log_history if "loss" in r], "units": units}}
     if rank == 0:
         (out / "summary.json").write_text(json.dumps(summary))
-    from scratch_gpt.training.launch import end_process_group
-    end_process_group()  # exit without gloo's shutdown abort
+    from scratch_gpt.training.launch import end_process_group, exit_process
+    end_process_group()
+    exit_process(0)  # without Python's shutdown, where gloo can abort (training/launch.py)
     """
 )
 
@@ -398,7 +400,7 @@ NAN_WORKER = textwrap.dedent(
     torch.set_num_threads(1)
     sys.path.insert(0, {tests!r})
     from test_pretrain import datasets_for, new_model, patterned_ids, quiet
-    from scratch_gpt.training.launch import end_process_group
+    from scratch_gpt.training.launch import end_process_group, exit_process
     from scratch_gpt.training.pretrain import NonFiniteError, pretrain
 
     out, mode = sys.argv[1], sys.argv[2]
@@ -421,12 +423,13 @@ NAN_WORKER = textwrap.dedent(
     except NonFiniteError as err:  # each process reports in its own file (their stdout lines interleave)
         (Path(out).parent / f"report_{{rank}}.json").write_text(json.dumps({{"rank": rank, "stopped": str(err)}}))
         end_process_group()
-        sys.exit(3)
+        exit_process(3)
     finite = all(bool(torch.isfinite(p.full_tensor() if hasattr(p, "full_tensor") else p).all())
                  for p in model.parameters())
     report = {{"rank": rank, "skipped": result.extra["skipped_steps"], "steps": result.step, "finite": finite}}
     (Path(out).parent / f"report_{{rank}}.json").write_text(json.dumps(report))
     end_process_group()
+    exit_process(0)  # without Python's shutdown, where gloo can abort (training/launch.py)
     """
 )
 

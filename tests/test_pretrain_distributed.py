@@ -33,8 +33,9 @@ SCRIPT = textwrap.dedent(
         summary = {{"losses": result.history.step_log["losses"], "val": result.history.val_losses,
                    "tokens": result.tokens_seen, "world": int(__import__("os").environ.get("WORLD_SIZE", "1"))}}
         (__import__("pathlib").Path(out) / "summary.json").write_text(json.dumps(summary))
-    from scratch_gpt.training.launch import end_process_group
-    end_process_group()  # exit without gloo's shutdown abort
+    from scratch_gpt.training.launch import end_process_group, exit_process
+    end_process_group()
+    exit_process(0)  # without Python's shutdown, where gloo can abort (training/launch.py)
     """
 )
 

@@ -121,9 +121,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     finally:
         restore()
-    from ..training.launch import end_process_group
+    from ..training import launch
 
-    end_process_group()  # under accelerate launch: exit cleanly (see training/launch.py)
+    if (
+        launch.end_process_group()
+    ):  # under accelerate launch: leave without Python's teardown (training/launch.py)
+        launch.exit_process(int(result or 0))
     return int(result or 0)
 
 
